@@ -1,0 +1,122 @@
+"""One small interface over Hugging Face causal LMs of the GPT-2 and LLaMA families.
+
+Experiments use only this interface, never model-specific attribute paths, so a claim written for GPT-2
+runs unchanged on a LLaMA-family model. ``embed`` -> ``run_blocks`` -> ``logits`` reproduces the model's
+own forward pass (a unit test checks it), which lets experiments start or stop anywhere in the stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+GPT2_FAMILY = {"gpt2"}
+LLAMA_FAMILY = {"llama", "mistral", "qwen2"}
+
+
+@dataclass(frozen=True)
+class ModelAdapter:
+    model: nn.Module
+    family: str  # "gpt2" | "llama"
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_model: int
+    d_vocab: int
+
+    # ---- modules ----
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.model.transformer.h if self.family == "gpt2" else self.model.model.layers
+
+    def attention(self, layer: int) -> nn.Module:
+        block = self.blocks[layer]
+        return block.attn if self.family == "gpt2" else block.self_attn
+
+    def attn_out_proj(self, layer: int) -> nn.Module:
+        """The module whose *input* is the concatenated per-head attention output [batch, pos, n_heads*d_head]."""
+        return self.attention(layer).c_proj if self.family == "gpt2" else self.attention(layer).o_proj
+
+    def mlp(self, layer: int) -> nn.Module:
+        return self.blocks[layer].mlp
+
+    def mlp_down_proj(self, layer: int) -> nn.Module:
+        return self.mlp(layer).c_proj if self.family == "gpt2" else self.mlp(layer).down_proj
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self.model.transformer.wte if self.family == "gpt2" else self.model.model.embed_tokens
+
+    @property
+    def position_embedding(self) -> nn.Embedding | None:
+        """Learned position embedding (GPT-2); None for rotary models."""
+        return self.model.transformer.wpe if self.family == "gpt2" else None
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.model.transformer.ln_f if self.family == "gpt2" else self.model.model.norm
+
+    @property
+    def unembed(self) -> nn.Linear:
+        return self.model.lm_head
+
+    # ---- forward in pieces ----
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Residual stream before block 0: [batch, pos] -> [batch, pos, d_model]."""
+        hidden = self.token_embedding(input_ids)
+        if self.position_embedding is not None:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            hidden = hidden + self.position_embedding(positions)
+        return hidden
+
+    def block_kwargs(self, hidden: torch.Tensor) -> dict:
+        """Keyword arguments every block needs for a causal pass over ``hidden`` [batch, pos, d_model]."""
+        n_pos = hidden.shape[1]
+        # An explicit additive causal mask: correct under eager and SDPA attention alike.
+        mask = torch.full((n_pos, n_pos), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device)
+        kwargs = {"attention_mask": mask.triu(1)[None, None]}
+        if self.family == "llama":
+            position_ids = torch.arange(n_pos, device=hidden.device)[None]
+            kwargs["position_ids"] = position_ids
+            kwargs["position_embeddings"] = self.model.model.rotary_emb(hidden, position_ids)
+        return kwargs
+
+    def run_blocks(self, hidden: torch.Tensor, start: int = 0, stop: int | None = None, kwargs: dict | None = None):
+        """Run blocks ``start`` .. ``stop``-1 on the residual stream."""
+        kwargs = self.block_kwargs(hidden) if kwargs is None else kwargs
+        for block in self.blocks[start:stop]:
+            out = block(hidden, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm and unembedding: [..., d_model] -> [..., d_vocab]."""
+        return self.unembed(self.final_norm(hidden))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Logits via the pieces above; equals ``model(input_ids).logits``."""
+        return self.logits(self.run_blocks(self.embed(input_ids)))
+
+
+def adapter_for(model: nn.Module) -> ModelAdapter:
+    """The adapter for a Hugging Face causal LM; a clear error for unsupported architectures."""
+    cfg = model.config
+    family = "gpt2" if cfg.model_type in GPT2_FAMILY else "llama" if cfg.model_type in LLAMA_FAMILY else None
+    if family is None:
+        raise ValueError(
+            f"Unsupported model_type {cfg.model_type!r}: adapters exist for {sorted(GPT2_FAMILY | LLAMA_FAMILY)}."
+        )
+    n_heads = cfg.num_attention_heads
+    return ModelAdapter(
+        model=model,
+        family=family,
+        n_layers=cfg.num_hidden_layers,
+        n_heads=n_heads,
+        n_kv_heads=getattr(cfg, "num_key_value_heads", None) or n_heads,
+        d_head=getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads,
+        d_model=cfg.hidden_size,
+        d_vocab=cfg.vocab_size,
+    )

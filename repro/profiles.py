@@ -1,0 +1,76 @@
+"""Run profiles: how big each experiment is, on which device, and which models must be present.
+
+``cpu`` verifies every claim on a laptop in minutes; ``gpu`` runs them at paper scale. A profile is
+chosen by ``--profile`` (pytest) or ``$REPRO_PROFILE``; ``cpu`` is the default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PROFILE_ENV = "REPRO_PROFILE"
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """Claim 3, split learning (seed 002): timing at the seed's shape plus sweeps."""
+
+    cut: int = 2  # blocks in Bottom and in Top
+    seq_len: int = 6  # the seed's [1, 6, 768] input
+    warmup: int = 10  # calls of each part before timing
+    pairs: int = 41  # interleaved Bottom/Top timing pairs (>= 30)
+    seq_lens: tuple[int, ...] = (1, 2, 4, 6, 8, 16, 32, 64, 128, 256, 512)
+    sweep_pairs: int = 11  # pairs per point of the sequence-length and thread sweeps
+    threads: tuple[int, ...] = (1, 2)
+
+
+@dataclass(frozen=True)
+class IOISettings:
+    """Claim 1, IOI activation patching (seed 000)."""
+
+    n_pairs: int = 40  # generated prompt pairs before filtering (the seed used 100)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    device: str
+    dtype: str
+    required_models: tuple[str, ...]  # missing -> the run fails
+    optional_models: tuple[str, ...]  # missing -> NOT_RUN with the reason, in the report
+    split: SplitSettings = field(default_factory=SplitSettings)
+    ioi: IOISettings = field(default_factory=IOISettings)
+
+    def requires(self, model_key: str) -> bool:
+        return model_key in self.required_models
+
+
+PROFILES: dict[str, Profile] = {
+    "cpu": Profile(
+        name="cpu",
+        device="cpu",
+        dtype="float32",
+        required_models=("gpt2-random", "smollm2-135m"),
+        optional_models=("gpt2",),
+    ),
+    "gpu": Profile(
+        name="gpu",
+        device="cuda",
+        dtype="float32",
+        required_models=("gpt2", "gpt2-random", "smollm2-135m"),
+        optional_models=(),
+        split=SplitSettings(pairs=101, sweep_pairs=31, threads=(1, 2, 4, 8)),
+        ioi=IOISettings(n_pairs=200),
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile, else ``$REPRO_PROFILE``, else ``cpu``; unknown names list the valid ones."""
+    name = name or os.environ.get(PROFILE_ENV) or "cpu"
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"Unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}.") from None

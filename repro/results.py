@@ -1,0 +1,218 @@
+"""Result records: one JSON file per claim × model × profile, written atomically, with provenance.
+
+Layout under the reports root (``reports/`` by default):
+``<profile>/results/<claim>__<model>.json``, ``<profile>/figures/*.png`` and ``<profile>/report.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from repro.verdicts import Claim, Measurement, Verdict
+
+REPORTS_ENV = "REPRO_REPORTS_DIR"
+PACKAGES = ("torch", "transformers", "numpy", "scipy", "pandas", "matplotlib", "syrupy", "gguf", "safetensors")
+
+
+def reports_root() -> Path:
+    return Path(os.environ.get(REPORTS_ENV, "reports"))
+
+
+def profile_dir(profile: str, root: Path | None = None) -> Path:
+    return (root or reports_root()) / profile
+
+
+def figures_dir(profile: str, root: Path | None = None) -> Path:
+    path = profile_dir(profile, root) / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir(profile: str, root: Path | None = None) -> Path:
+    return profile_dir(profile, root) / "results"
+
+
+@dataclasses.dataclass
+class ClaimRecord:
+    claim: Claim
+    model: str
+    profile: str
+    expected: Verdict
+    measurement: Measurement
+    reason: str = ""  # why NOT_RUN, if it was not run
+    snapshot: str = "not compared"  # matched | updated | no reference snapshot | mismatch | not compared
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.measurement.verdict
+
+    @property
+    def path_name(self) -> str:
+        return f"{self.claim.key}__{self.model}.json"
+
+    def summary(self) -> str:
+        k = self.measurement.key_number
+        return (
+            f"claim {self.claim.number} ({self.claim.key}) on {self.model} at profile {self.profile}: measured "
+            f"{self.verdict.value}, declared {self.expected.value}; {k.name} = {k.ours} {k.unit} "
+            f"(published {k.published}); criteria {self.measurement.criteria}"
+        )
+
+
+def not_run(claim: Claim, model: str, profile: str, expected: Verdict, reason: str) -> ClaimRecord:
+    from repro.verdicts import KeyNumber
+
+    measurement = Measurement(Verdict.NOT_RUN, KeyNumber("not run", None, None))
+    return ClaimRecord(claim, model, profile, expected, measurement, reason=reason, provenance=provenance())
+
+
+# ---- serialisation ----
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path: Path, data) -> Path:
+    """Write JSON so that readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_jsonable(data), f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_record(record: ClaimRecord, root: Path | None = None) -> Path:
+    return write_json_atomic(results_dir(record.profile, root) / record.path_name, record)
+
+
+def record_from_json(data: dict) -> ClaimRecord:
+    from repro.verdicts import KeyNumber
+
+    m = dict(data["measurement"])
+    m["verdict"] = Verdict(m["verdict"])
+    m["key_number"] = KeyNumber(**m["key_number"])
+    m["figures"] = [Path(p) for p in m.get("figures", [])]
+    return ClaimRecord(
+        claim=Claim(**data["claim"]),
+        model=data["model"],
+        profile=data["profile"],
+        expected=Verdict(data["expected"]),
+        measurement=Measurement(**m),
+        reason=data.get("reason", ""),
+        snapshot=data.get("snapshot", "not compared"),
+        provenance=data.get("provenance", {}),
+    )
+
+
+def load_records(profile: str, root: Path | None = None) -> list[ClaimRecord]:
+    """Every saved record of a profile, ordered by claim number then model."""
+    folder = results_dir(profile, root)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"No results for profile {profile!r} in {folder}; run `nox -s {profile}` first to produce them."
+        )
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            records.append(record_from_json(json.loads(path.read_text("utf-8"))))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is not a valid result record ({err}); delete it and re-run the claim.") from err
+    return sorted(records, key=lambda r: (r.claim.number, r.model))
+
+
+# ---- provenance ----
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(**extra) -> dict:
+    """Where a number came from: code, packages, machine and time (plus model/data hashes via ``extra``)."""
+    import torch
+
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return {
+        "git_commit": commit + ("+dirty" if dirty and commit != "unknown" else ""),
+        "packages": {p: _version(p) for p in PACKAGES},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
