@@ -19,7 +19,7 @@ def _env(**extra: str) -> dict[str, str]:
     """Point the suite at ../shared/data when the user has not chosen a data directory."""
     env = dict(extra)
     shared = ROOT.parent / "shared" / "data"
-    if "REPRO_DATA_DIR" not in os.environ and shared.is_dir():
+    if not os.environ.get("REPRO_DATA_DIR") and shared.is_dir():
         env["REPRO_DATA_DIR"] = str(shared)
     return env
 

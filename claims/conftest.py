@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -13,7 +14,15 @@ import torch
 from repro.assets import AssetError, data_sha256s
 from repro.models import LoadedModel, load_model
 from repro.profiles import Profile, get_profile
-from repro.results import REPORTS_ENV, ClaimRecord, figures_dir, not_run, profile_dir, provenance, write_record
+from repro.results import (
+    REPORTS_ENV,
+    ClaimRecord,
+    figures_dir,
+    not_run,
+    profile_dir,
+    provenance,
+    write_record,
+)
 from repro.snapshots import tolerant_json_extension
 from repro.verdicts import Claim
 

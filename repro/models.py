@@ -24,7 +24,15 @@ import torch
 from safetensors.torch import save_model
 
 from repro.adapters import ModelAdapter, adapter_for
-from repro.assets import AssetError, cache_dir, data_dir, gpt2_tokenizer_files, hub_allowed, sha256_of, verify_sha256
+from repro.assets import (
+    AssetError,
+    cache_dir,
+    data_dir,
+    gpt2_tokenizer_files,
+    hub_allowed,
+    sha256_of,
+    verify_sha256,
+)
 
 GPT2_PATH_ENV = "REPRO_GPT2_PATH"
 GPT2_HUB_ID = "gpt2"

@@ -29,10 +29,9 @@ def mismatches(actual, expected, *, rel: float, abs: float, path: str = "$") -> 
     if isinstance(actual, bool) or isinstance(expected, bool):
         same = type(actual) is type(expected) and actual == expected  # True must not match 1
         return [] if same else [f"{path}: {actual!r} != {expected!r}"]
-    if isinstance(actual, float) or isinstance(expected, float):
-        if isinstance(actual, number) and isinstance(expected, number):
-            ok = math.isclose(actual, expected, rel_tol=rel, abs_tol=abs)
-            return [] if ok else [f"{path}: {actual!r} != {expected!r} (rel {rel}, abs {abs})"]
+    if isinstance(actual, number) and isinstance(expected, number) and float in (type(actual), type(expected)):
+        ok = math.isclose(actual, expected, rel_tol=rel, abs_tol=abs)
+        return [] if ok else [f"{path}: {actual!r} != {expected!r} (rel {rel}, abs {abs})"]
     if isinstance(actual, dict) and isinstance(expected, dict):
         out = [f"{path}.{k}: missing in snapshot" for k in actual.keys() - expected.keys()]
         out += [f"{path}.{k}: missing in result" for k in expected.keys() - actual.keys()]
