@@ -62,7 +62,7 @@ def verdict_table(records: list[ClaimRecord]) -> str:
                 "claim": r.claim.title,
                 "model": f"`{r.model}`",
                 "verdict": _verdict_cell(r),
-                "key number": k.name if k.ours is not None else (r.reason or "—"),
+                "key number": k.name if k.ours is not None else r.reason.split(":")[0] or "—",  # the full reason is below
                 "ours": ours,
                 "published": published,
                 "snapshot": r.snapshot,

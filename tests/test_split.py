@@ -1,0 +1,231 @@
+"""Unit tests of repro.split: the cut, the counts, the timing bookkeeping, the verdict rule.
+
+Exact seed counts need GPT-2 small's shapes (gpt2-random, ~8 s to build, loaded once); everything else
+runs on tiny GPT-2 and LLaMA configs built in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from repro.adapters import adapter_for
+from repro.models import LoadedModel, load_model
+from repro.profiles import SplitSettings
+from repro.split import run_split, split_parts, split_verdict
+from repro.split.counting import component_flops, lm_head_macs
+from repro.split.parts import lm_head_is_tied, param_counts
+from repro.split.roofline import lm_head_roofline
+from repro.split.timing import bootstrap_median_ci, time_pairs, torch_threads
+from repro.verdicts import Verdict
+
+# Seed 002's per-component parameter counts for GPT-2 small, exact (38.60M / 0.79M / 14.18M per two blocks).
+SEED_PARAMS = {
+    "bottom": {
+        "token embedding": 38_597_376,
+        "position embedding": 786_432,
+        "block 0": 7_087_872,
+        "block 1": 7_087_872,
+    },
+    "top": {"block 10": 7_087_872, "block 11": 7_087_872, "final norm": 1_536, "lm head": 38_597_376},
+}
+# One thread: tiny models gain nothing from more, and a second thread stalls whenever the machine is shared.
+TINY_THREADS = 1
+TINY_SETTINGS = SplitSettings(
+    cut=2, seq_len=6, warmup=1, pairs=5, seq_lens=(1, 6), sweep_pairs=3, threads=(1,), timing_threads=TINY_THREADS
+)
+
+
+def _tiny(model: torch.nn.Module, key: str) -> LoadedModel:
+    torch.manual_seed(0)
+    model.eval().requires_grad_(False)
+    return LoadedModel(key, model, None, adapter_for(model), "tiny test config", None)
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _leaves(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _leaves(value)
+    else:
+        yield tree
+
+
+@pytest.fixture(scope="module")
+def gpt2_random() -> LoadedModel:
+    return load_model("gpt2-random")
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2() -> LoadedModel:
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=4, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
+    return _tiny(GPT2LMHeadModel(config), "tiny-gpt2")
+
+
+@pytest.fixture(scope="module")
+def tiny_llama() -> LoadedModel:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=101,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    return _tiny(LlamaForCausalLM(config), "tiny-llama")
+
+
+@pytest.fixture(scope="module", params=["tiny_gpt2", "tiny_llama"])
+def tiny(request) -> LoadedModel:
+    return request.getfixturevalue(request.param)
+
+
+def test_parameter_counts_match_the_seed_exactly(gpt2_random):
+    bottom, top = split_parts(gpt2_random.adapter, cut=2)
+    assert param_counts(bottom) == SEED_PARAMS["bottom"]
+    assert param_counts(top) == SEED_PARAMS["top"]
+    # GPT-2 ties the head to the token embedding; it is still counted on its own, as in the seed.
+    assert lm_head_is_tied(gpt2_random.adapter)
+
+
+def test_mac_counts_at_the_seed_shape(gpt2_random):
+    bottom, top = split_parts(gpt2_random.adapter, cut=2)
+    ids = torch.zeros(1, 6, dtype=torch.long)
+    bottom_flops, bottom_attention, hidden = component_flops(bottom, ids)
+    top_flops, top_attention, _ = component_flops(top, hidden)
+    assert top_flops["lm head"] == 2 * lm_head_macs(1, 6, 768, 50257) == 2 * 231_584_256
+    # The seed's "0.08 / 0.32 GFLOPS" are MACs of the weight matmuls (attention's QK^T, AV left out).
+    assert round((sum(bottom_flops.values()) - sum(bottom_attention.values())) / 2e9, 2) == 0.08
+    assert round((sum(top_flops.values()) - sum(top_attention.values())) / 2e9, 2) == 0.32
+    assert bottom_attention["block 0"] == 2 * 2 * 6 * 6 * 768  # QK^T and AV: 2 s^2 d MACs
+
+
+def test_bottom_then_top_is_the_whole_model(tiny):
+    bottom, top = split_parts(tiny.adapter, cut=2)  # 4 layers: the two parts cover every block
+    ids = torch.randint(0, tiny.adapter.d_vocab, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(top(bottom(ids)), tiny.model(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_components_are_named_in_order(tiny_gpt2, tiny_llama):
+    bottom, top = split_parts(tiny_gpt2.adapter, cut=2)
+    assert bottom.names == ("token embedding", "position embedding", "block 0", "block 1")
+    assert top.names == ("block 2", "block 3", "final norm", "lm head")
+    bottom, top = split_parts(tiny_llama.adapter, cut=1)  # rotary: no position embedding component
+    assert bottom.names == ("token embedding", "block 0")
+    assert top.names == ("block 3", "final norm", "lm head")
+
+
+def test_cut_that_does_not_fit_is_refused(tiny_gpt2):
+    with pytest.raises(ValueError, match="cut=3"):
+        split_parts(tiny_gpt2.adapter, cut=3)
+
+
+def test_mac_counts_equal_the_analytic_formulas(tiny):
+    a = tiny.adapter
+    bottom, top = split_parts(a, cut=2)
+    s = 5
+    bottom_flops, bottom_attention, hidden = component_flops(bottom, torch.zeros(1, s, dtype=torch.long))
+    top_flops, _, _ = component_flops(top, hidden)
+    assert top_flops["lm head"] == 2 * lm_head_macs(1, s, a.d_model, a.d_vocab)
+    assert bottom_flops["token embedding"] == top_flops["final norm"] == 0
+    if a.family == "gpt2":
+        # Per block: QKV + output projection 4 s d^2, MLP 8 s d^2, attention scores and mixing 2 s^2 d.
+        d = a.d_model
+        assert bottom_flops["block 0"] == 2 * (12 * s * d * d + 2 * s * s * d)
+        assert bottom_attention["block 0"] == 2 * (2 * s * s * d)
+
+
+def test_component_times_add_up_to_the_totals(tiny):
+    bottom, top = split_parts(tiny.adapter, cut=2)
+    ids = torch.zeros(1, 6, dtype=torch.long)
+    timing = time_pairs(bottom, top, ids, pairs=7, warmup=1, threads=TINY_THREADS)
+    for part in (timing.bottom, timing.top):
+        assert part.ns.shape == (7, len(part.names))
+        assert (part.ns > 0).all()
+        np.testing.assert_allclose(part.shares.sum(axis=1), 1.0)
+        assert sum(part.component_ms().values()) == pytest.approx(part.median_ms(), rel=1e-12)
+    assert len(timing.ratios) == 7
+
+
+def test_thread_count_is_restored():
+    before = torch.get_num_threads()
+    with torch_threads(1) as n:
+        assert n == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    "ratio, shares, expected",
+    [
+        (3.14, {"block 10": 0.1, "block 11": 0.1, "final norm": 0.08, "lm head": 0.72}, Verdict.REPRODUCED),
+        (2.0, {"block 10": 0.2, "lm head": 0.5}, Verdict.REPRODUCED),  # the threshold itself passes
+        (1.9, {"block 10": 0.2, "lm head": 0.8}, Verdict.NOT_REPRODUCED),
+        (
+            4.0,
+            {"block 10": 0.4, "block 11": 0.35, "lm head": 0.25},
+            Verdict.NOT_REPRODUCED,
+        ),  # head not largest
+        (math.nan, {"lm head": 1.0}, Verdict.NOT_REPRODUCED),
+        (3.0, {}, Verdict.NOT_REPRODUCED),
+    ],
+)
+def test_verdict_rule(ratio, shares, expected):
+    assert split_verdict(ratio, shares) == expected
+
+
+def test_roofline_bounds():
+    # GPT-2's head: 154 MB of fp32 weight; at 1 token it is memory-bound, at 512 tokens compute-bound.
+    short = lm_head_roofline(1, 768, 50257, 4, bandwidth=20e9, peak_flops=100e9)
+    long = lm_head_roofline(512, 768, 50257, 4, bandwidth=20e9, peak_flops=100e9)
+    assert short["bound"] == "memory" and long["bound"] == "compute"
+    assert short["memory_ms"] == pytest.approx(1e3 * 4 * (768 * 50257 + 768 + 50257) / 20e9)
+    assert long["predicted_ms"] == pytest.approx(1e3 * 2 * 512 * 768 * 50257 / 100e9)
+    assert short["intensity"] < short["ridge"] < long["intensity"]
+
+
+def test_bootstrap_interval_brackets_the_median():
+    values = np.random.default_rng(1).lognormal(size=41)
+    lo, hi = bootstrap_median_ci(values)
+    assert lo <= np.median(values) <= hi
+    assert bootstrap_median_ci(values) == (lo, hi)  # seeded
+
+
+def test_run_split_end_to_end(tiny, tmp_path):
+    result = run_split(tiny, TINY_SETTINGS, tmp_path)
+    snapshot = result.snapshot()
+    assert set(snapshot) == {
+        "model",
+        "cut",
+        "shape",
+        "params",
+        "macs",
+        "weight_macs",
+        "flops",
+        "lm_head_macs_analytic",
+    }
+    assert all(isinstance(v, (int, str)) for v in _leaves(snapshot))  # counts only: no timings
+    assert snapshot["macs"]["top"]["lm head"] == snapshot["lm_head_macs_analytic"]
+    numbers = result.numbers()
+    assert numbers["timing pairs"] == TINY_SETTINGS.pairs
+    sweep = numbers["sweep over threads and sequence length"]
+    assert {(r["threads"], r["seq_len"]) for r in sweep} == {(TINY_THREADS, 1), (TINY_THREADS, 6)}
+    assert numbers["threads (headline timing)"] == TINY_THREADS
+    assert [r["seq_len"] for r in numbers["LM head roofline"]] == [1, 6]
+    for part in ("bottom", "top"):
+        assert sum(result.component_ms(part).values()) == pytest.approx(result.total_ms(part), rel=1e-9)
+    for path in result.figures.values():
+        assert path.is_file() and path.name.startswith(f"{tiny.key}-split-")
+    measurement = result.measurement()
+    assert measurement.verdict == result.verdict
+    assert measurement.key_number.published == 3.14
