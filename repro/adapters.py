@@ -92,6 +92,19 @@ class ModelAdapter:
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden
 
+    def suffix_kwargs(self, hidden: torch.Tensor, prefix: PrefixKV) -> dict:
+        """Keyword arguments to run ``hidden`` [batch, n_new, d_model] as the positions right after a
+        prefix whose keys/values ``prefix`` holds: the new positions attend to the whole prefix and
+        causally among themselves, at their true positions (rotary models need them)."""
+        n_new, n_prefix = hidden.shape[1], prefix.length
+        mask = torch.full((n_new, n_prefix + n_new), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device)
+        kwargs = {"attention_mask": mask.triu(n_prefix + 1)[None, None], "past_key_values": prefix}
+        if self.family == "llama":
+            position_ids = torch.arange(n_prefix, n_prefix + n_new, device=hidden.device)[None]
+            kwargs["position_ids"] = position_ids
+            kwargs["position_embeddings"] = self.model.model.rotary_emb(hidden, position_ids)
+        return kwargs
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm and unembedding: [..., d_model] -> [..., d_vocab]."""
         return self.unembed(self.final_norm(hidden))
@@ -99,6 +112,43 @@ class ModelAdapter:
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits via the pieces above; equals ``model(input_ids).logits``."""
         return self.logits(self.run_blocks(self.embed(input_ids)))
+
+
+class KVRecorder:
+    """Passed as ``past_key_values`` to blocks, records each attention layer's keys and values (after
+    rotary embedding; before GQA repetition) and hands them back unchanged, so the run is unaffected."""
+
+    def __init__(self):
+        self.keys: dict[int, torch.Tensor] = {}  # layer -> [batch, kv_head, pos, d_head]
+        self.values: dict[int, torch.Tensor] = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.keys[layer_idx], self.values[layer_idx] = key_states.detach(), value_states.detach()
+        return key_states, value_states
+
+
+class PrefixKV:
+    """A read-only prefix of recorded keys/values, passed as ``past_key_values``: each attention layer
+    sees the prefix's keys/values followed by the new positions' own. Nothing is stored between calls, so
+    one PrefixKV serves any number of runs. When the new positions' batch is a multiple of the recorded
+    batch (runs that stack several variants of the same prompts, batch-major: [v0 b0, v0 b1, ..., v1 b0,
+    ...]), the prefix is tiled to match."""
+
+    def __init__(self, recorded: KVRecorder, length: int):
+        self.recorded, self.length = recorded, length
+
+    def _prefix(self, recorded: torch.Tensor, batch: int) -> torch.Tensor:
+        prefix = recorded[:, :, : self.length]  # [batch, kv_head, prefix, d_head]
+        if batch % prefix.shape[0]:
+            raise ValueError(f"PrefixKV: a batch of {batch} is not a multiple of the recorded batch {prefix.shape[0]}.")
+        return prefix.repeat(batch // prefix.shape[0], 1, 1, 1) if batch != prefix.shape[0] else prefix
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        # Sliced and tiled per call, for the layers actually run: a run from layer l never touches the rest.
+        batch = key_states.shape[0]
+        keys = torch.cat([self._prefix(self.recorded.keys[layer_idx], batch), key_states], dim=-2)
+        values = torch.cat([self._prefix(self.recorded.values[layer_idx], batch), value_states], dim=-2)
+        return keys, values
 
 
 def adapter_for(model: nn.Module) -> ModelAdapter:

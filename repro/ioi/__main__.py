@@ -1,0 +1,5 @@
+import sys
+
+from repro.ioi.cli import main
+
+sys.exit(main())
