@@ -76,9 +76,9 @@ def _load_gpt2():
         tokenizer = AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as err:
         looked = f"${GPT2_PATH_ENV}={local}" if local else f"${GPT2_PATH_ENV} (unset) and the Hugging Face cache/hub for {GPT2_HUB_ID!r}"
-        why = f" Cause: {str(err).splitlines()[0]}" if local or hub_allowed() else " (HF_HUB_OFFLINE is set, so the hub was not asked)."
+        why = f". Cause: {str(err).splitlines()[0]}" if local or hub_allowed() else " (HF_HUB_OFFLINE is set, so the hub was not asked)."
         raise ModelUnavailable(
-            f"GPT-2 weights not available: looked in {looked}.{why} Provide them by setting "
+            f"GPT-2 weights not available: looked in {looked}{why} Provide them by setting "
             f"{GPT2_PATH_ENV} to a folder with config.json, model.safetensors and the tokenizer files "
             f"(e.g. from `huggingface-cli download gpt2`), or run online."
         ) from err
