@@ -7,7 +7,9 @@ own forward pass (a unit test checks it), which lets experiments start or stop a
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -63,6 +65,13 @@ class ModelAdapter:
     def unembed(self) -> nn.Linear:
         return self.model.lm_head
 
+    @cached_property
+    def cache_kwarg(self) -> str:
+        """The keyword blocks take a key/value cache under: ``cache`` from transformers 5.24 on,
+        ``past_key_values`` before (deprecated since, removed in 5.40)."""
+        params = inspect.signature(self.blocks[0].forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
     # ---- forward in pieces ----
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Residual stream before block 0: [batch, pos] -> [batch, pos, d_model]."""
@@ -98,7 +107,7 @@ class ModelAdapter:
         causally among themselves, at their true positions (rotary models need them)."""
         n_new, n_prefix = hidden.shape[1], prefix.length
         mask = torch.full((n_new, n_prefix + n_new), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device)
-        kwargs = {"attention_mask": mask.triu(n_prefix + 1)[None, None], "past_key_values": prefix}
+        kwargs = {"attention_mask": mask.triu(n_prefix + 1)[None, None], self.cache_kwarg: prefix}
         if self.family == "llama":
             position_ids = torch.arange(n_prefix, n_prefix + n_new, device=hidden.device)[None]
             kwargs["position_ids"] = position_ids
@@ -115,7 +124,7 @@ class ModelAdapter:
 
 
 class KVRecorder:
-    """Passed as ``past_key_values`` to blocks, records each attention layer's keys and values (after
+    """Passed as the key/value cache to blocks, records each attention layer's keys and values (after
     rotary embedding; before GQA repetition) and hands them back unchanged, so the run is unaffected."""
 
     def __init__(self):
@@ -128,7 +137,7 @@ class KVRecorder:
 
 
 class PrefixKV:
-    """A read-only prefix of recorded keys/values, passed as ``past_key_values``: each attention layer
+    """A read-only prefix of recorded keys/values, passed as the key/value cache: each attention layer
     sees the prefix's keys/values followed by the new positions' own. Nothing is stored between calls, so
     one PrefixKV serves any number of runs. When the new positions' batch is a multiple of the recorded
     batch (runs that stack several variants of the same prompts, batch-major: [v0 b0, v0 b1, ..., v1 b0,

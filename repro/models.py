@@ -57,7 +57,8 @@ class LoadedModel:
     sha256: str | None  # of the weights file, where there is one
 
 
-def _gpt2_tokenizer():
+def gpt2_tokenizer():
+    """The real GPT-2 tokenizer: from the data directory (checksummed), else the hub where allowed."""
     from transformers import GPT2TokenizerFast
 
     if data_dir() is None and hub_allowed():
@@ -92,7 +93,7 @@ def _load_gpt2_random():
 
     torch.manual_seed(RANDOM_SEED)
     model = GPT2LMHeadModel(GPT2Config())
-    return model, _gpt2_tokenizer(), f"random-init GPT2Config() seed={RANDOM_SEED}", None
+    return model, gpt2_tokenizer(), f"random-init GPT2Config() seed={RANDOM_SEED}", None
 
 
 def smollm2_gguf() -> Path:

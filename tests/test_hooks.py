@@ -2,34 +2,13 @@
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from toy_models import toy_gpt2, toy_llama
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
 from repro import hooks
 from repro.adapters import KVRecorder, PrefixKV, adapter_for
 
-
-def tiny_gpt2():
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=3, n_head=4, n_embd=64, vocab_size=500, n_positions=64)
-    return GPT2LMHeadModel(cfg).eval().requires_grad_(False)
-
-
-def tiny_llama():
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        hidden_size=64,
-        intermediate_size=128,
-        vocab_size=500,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(cfg).eval().requires_grad_(False)
-
-
-MODELS = {"gpt2": tiny_gpt2, "llama-gqa": tiny_llama}
+MODELS = {"gpt2": toy_gpt2, "llama-gqa": toy_llama}
 IDS = torch.randint(0, 500, (2, 7), generator=torch.Generator().manual_seed(1))
 
 
@@ -44,7 +23,7 @@ def test_names_round_trip_and_reject_garbage():
         hooks.parse_hook_name("blocks.1.attn.hook_q")
     with (
         pytest.raises(ValueError, match="outside"),
-        hooks.caching(adapter_for(tiny_gpt2()), [hooks.resid_pre(3)]),
+        hooks.caching(adapter_for(toy_gpt2()), [hooks.resid_pre(3)]),
     ):
         pass
 
@@ -96,7 +75,7 @@ def test_patching_another_runs_residual_reproduces_that_run(family):
 def test_hook_z_is_the_per_head_attention_output_for_gqa_llama():
     """Recompute attention by hand, with keys/values repeated for GQA (4 query heads on 2 KV heads), and
     check hook_z head by head; then check that head h's slice of z meets columns h*d_head.. of W_O."""
-    model = tiny_llama()
+    model = toy_llama()
     adapter = adapter_for(model)
     assert adapter.n_kv_heads < adapter.n_heads
     block, attn = adapter.blocks[0], adapter.attention(0)
@@ -122,7 +101,7 @@ def test_hook_z_is_the_per_head_attention_output_for_gqa_llama():
 
 
 def test_hook_z_split_matches_gpt2_c_proj_columns():
-    model = tiny_gpt2()
+    model = toy_gpt2()
     adapter = adapter_for(model)
     d = adapter.d_head
     with hooks.caching(adapter, [hooks.attn_z(1), hooks.attn_out(1)]) as cache:
@@ -134,7 +113,7 @@ def test_hook_z_split_matches_gpt2_c_proj_columns():
 
 
 def test_caching_without_detach_gives_gradients_with_respect_to_the_site():
-    model = tiny_gpt2()
+    model = toy_gpt2()
     adapter = adapter_for(model)
     with torch.enable_grad(), hooks.caching(adapter, [hooks.attn_z(0)], detach=False) as cache:
         hidden = adapter.embed(IDS).requires_grad_(True)
@@ -151,7 +130,7 @@ def test_suffix_runs_on_a_recorded_prefix_match_the_full_run(family):
     recorder = KVRecorder()
     with hooks.caching(adapter, [hooks.resid_pre(1)]) as cache:
         full = adapter.run_blocks(
-            hidden, kwargs={**adapter.block_kwargs(hidden), "past_key_values": recorder}
+            hidden, kwargs={**adapter.block_kwargs(hidden), adapter.cache_kwarg: recorder}
         )
     for start in (0, 3, 6):
         suffix = cache[hooks.resid_pre(1)][:, start:].repeat(3, 1, 1)  # three stacked copies

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-from transformers import GPT2TokenizerFast
 
 from repro.ioi.dataset import (
     ABC,
@@ -19,13 +18,14 @@ from repro.ioi.dataset import (
     tokenize_pairs,
     vocabulary_for,
 )
+from repro.models import gpt2_tokenizer
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "ioi_seed_pairs.json"
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return GPT2TokenizerFast.from_pretrained("/work/shared/data/gpt2-tokenizer")
+    return gpt2_tokenizer()
 
 
 class SplittingTokenizer:

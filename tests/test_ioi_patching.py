@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+from toy_models import as_loaded, toy_gpt2
 
 from repro import hooks
-from repro.adapters import adapter_for
 from repro.ioi import cli
 from repro.ioi.attribution import head_attributions
 from repro.ioi.collect import collect
@@ -19,18 +18,15 @@ from repro.ioi.experiment import head_effect_matrix, run_ioi, write_results
 from repro.ioi.filtering import NoPairsLeft, filter_pairs, final_logit_diff
 from repro.ioi.metric import logit_diff_from_logits
 from repro.ioi.patching import head_patched_ld, layer_patched_ld, naive_head_patched_ld, resid_patched_ld
-from repro.models import LoadedModel, load_model
+from repro.models import gpt2_tokenizer, load_model
 from repro.profiles import IOISettings
 
 
 @pytest.fixture(scope="module")
 def tiny():
     """3 layers, 4 heads, d_model 64, the real GPT-2 tokenizer; float64 so derivative checks are crisp."""
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=3, n_head=4, n_embd=64, n_positions=64, initializer_range=0.2)
-    model = GPT2LMHeadModel(cfg).double().eval().requires_grad_(False)
-    tokenizer = GPT2TokenizerFast.from_pretrained("/work/shared/data/gpt2-tokenizer")
-    return LoadedModel("tiny-gpt2", model, tokenizer, adapter_for(model), "test: random init", None)
+    model = toy_gpt2(vocab_size=50257, initializer_range=0.2).double()
+    return as_loaded(model, "tiny-gpt2", gpt2_tokenizer())
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from toy_models import as_loaded, toy_gpt2, toy_llama
 
-from repro.adapters import adapter_for
 from repro.models import LoadedModel, load_model
 from repro.profiles import SplitSettings
 from repro.split import run_split, split_parts, split_verdict
@@ -40,12 +39,6 @@ TINY_SETTINGS = SplitSettings(
 )
 
 
-def _tiny(model: torch.nn.Module, key: str) -> LoadedModel:
-    torch.manual_seed(0)
-    model.eval().requires_grad_(False)
-    return LoadedModel(key, model, None, adapter_for(model), "tiny test config", None)
-
-
 def _leaves(tree):
     if isinstance(tree, dict):
         for value in tree.values():
@@ -64,25 +57,15 @@ def gpt2_random() -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def tiny_gpt2() -> LoadedModel:
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=4, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
-    return _tiny(GPT2LMHeadModel(config), "tiny-gpt2")
+    return as_loaded(toy_gpt2(n_layer=4, n_embd=32, vocab_size=101), "tiny-gpt2")
 
 
 @pytest.fixture(scope="module")
 def tiny_llama() -> LoadedModel:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=101,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
+    config = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=4, vocab_size=101, tie_word_embeddings=True
     )
-    return _tiny(LlamaForCausalLM(config), "tiny-llama")
+    return as_loaded(toy_llama(**config), "tiny-llama")
 
 
 @pytest.fixture(scope="module", params=["tiny_gpt2", "tiny_llama"])

@@ -47,7 +47,7 @@ def collect(adapter: ModelAdapter, ids: torch.Tensor, io: torch.Tensor, s: torch
     recorder = KVRecorder()
     with torch.no_grad(), hooks.caching(adapter, names) as cache:
         hidden = adapter.embed(ids)
-        kwargs = {**adapter.block_kwargs(hidden), "past_key_values": recorder}
+        kwargs = {**adapter.block_kwargs(hidden), adapter.cache_kwarg: recorder}
         final = adapter.run_blocks(hidden, kwargs=kwargs)[:, -1]
         ld = logit_diff(adapter, final, io, s)
     return RunCache(
