@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="rebuild reports/<profile>/report.md from saved results")
     rep.add_argument("profile", nargs="?", default="cpu", choices=sorted(PROFILES))
-    ben = sub.add_parser("bench", help="run the benchmarks and write reports/<profile>/bench.md")
+    ben = sub.add_parser("bench", help="run the benchmarks, write reports/<profile>/bench.md, update the report")
     ben.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     ben.add_argument("-k", dest="select", default=None, help="only benchmarks whose name contains this")
     sub.add_parser("check-cuda", help="exit non-zero with a clear message when no CUDA GPU is visible")
@@ -34,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"error: {err}\n")
     elif args.command == "bench":
         from repro.bench import write_benchmarks
+        from repro.report import write_report
 
         print(f"benchmarks written: {write_benchmarks(args.profile, args.select)}")
+        try:  # the report embeds the benchmark table
+            print(f"report updated: {write_report(args.profile)}")
+        except FileNotFoundError:
+            print(f"no claim results for {args.profile!r} yet: `nox -s {args.profile}` writes the report")
     elif args.command == "check-cuda":
         import torch
 

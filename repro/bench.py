@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 
 from repro.profiles import get_profile
-from repro.report import key_value_table, markdown_table
+from repro.report import BENCH_FILE, key_value_table, markdown_table
 from repro.results import profile_dir, provenance, write_text_atomic
 
 BENCHMARKS = {
@@ -45,4 +45,4 @@ def write_benchmarks(profile_name: str, select: str | None = None) -> Path:
     ]
     for name, rows in tables.items():
         parts += [f"## {name}", "", markdown_table(rows) if rows else "(no rows)", ""]
-    return write_text_atomic(profile_dir(profile_name) / "bench.md", "\n".join(parts))
+    return write_text_atomic(profile_dir(profile_name) / BENCH_FILE, "\n".join(parts))

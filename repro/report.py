@@ -14,12 +14,15 @@ BADGE = {
     Verdict.NOT_REPRODUCED: "❌ NOT_REPRODUCED",
     Verdict.NOT_RUN: "⏸ NOT_RUN",
 }
+BENCH_FILE = "bench.md"  # written by repro.bench next to the report
 SHARED_PROVENANCE = ("git_commit", "python", "platform", "cpu", "cpu_count", "torch_threads", "cuda")
 
 
 def fmt(value) -> str:
     """A number as a reader wants to see it: 4 significant digits, thousands separators for counts."""
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
@@ -145,6 +148,17 @@ def provenance_section(records: list[ClaimRecord]) -> str:
     return "\n".join(out)
 
 
+def benchmark_section(profile: str, root: Path | None = None) -> str:
+    """The latest ``nox -s bench`` table for this profile, one heading level down; benchmarks run
+    separately (they take minutes and want a quiet machine), so the report embeds what they last wrote."""
+    path = profile_dir(profile, root) / BENCH_FILE
+    if not path.is_file():
+        return f"## Benchmarks\n\nNone yet: run `nox -s bench` to write `{BENCH_FILE}`, then `nox -s report -- {profile}`."
+    body = path.read_text().split("\n", 1)[1]  # drop its own title
+    body = "\n".join("#" + line if line.startswith("## ") else line for line in body.splitlines())
+    return f"## Benchmarks\n\nFrom [`{BENCH_FILE}`]({BENCH_FILE}).\n{body}"
+
+
 def build_report(profile: str, root: Path | None = None) -> str:
     records = load_records(profile, root)
     by_claim: dict[str, list[ClaimRecord]] = defaultdict(list)
@@ -162,6 +176,8 @@ def build_report(profile: str, root: Path | None = None) -> str:
         verdict_table(records),
         "",
         *(claim_section(rs) for rs in by_claim.values()),
+        benchmark_section(profile, root),
+        "",
         provenance_section(records),
         "",
     ]

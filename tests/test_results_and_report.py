@@ -64,6 +64,16 @@ def test_report_is_built_from_saved_records(tmp_path):
     assert "## Provenance" in text and build_report("cpu", tmp_path) == text
 
 
+def test_report_embeds_the_latest_benchmark_table(tmp_path):
+    write_record(_record(), tmp_path)
+    assert "None yet: run `nox -s bench`" in build_report("cpu", tmp_path)
+    table = "| benchmark | median_ms |\n|---|---|\n| split top | 41.6 |"
+    (tmp_path / "cpu" / "bench.md").write_text(f"# Benchmarks — profile `cpu`\n\n## split\n\n{table}\n")
+    text = build_report("cpu", tmp_path)
+    assert f"## Benchmarks\n\nFrom [`bench.md`](bench.md).\n\n### split\n\n{table}" in text
+    assert text.index("## Benchmarks") < text.index("## Provenance")
+
+
 def test_report_without_results_says_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"run `nox -s gpu` first"):
         build_report("gpu", tmp_path)
