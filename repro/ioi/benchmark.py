@@ -104,7 +104,8 @@ def run_benchmark(profile: Profile) -> list[dict]:
         return normalised(torch.cat(per_batch, dim=-1).mean(-1).double().numpy(), clean_mean, corr_mean)
 
     variants = {
-        "naive": lambda: effects([naive_head_patched_ld(adapter, b, c) for b, c, _ in caches]),
+        # the baseline takes minutes: show its progress
+        "naive": lambda: effects([naive_head_patched_ld(adapter, b, c, progress=True) for b, c, _ in caches]),
         "exact": lambda: effects([head_patched_ld(adapter, b, c, x, final_only=False) for b, c, x in caches]),
         "attribution": lambda: effects(
             [head_attributions(adapter, b, c)[0] + x.logit_diff for b, c, x in caches]
