@@ -24,9 +24,9 @@ from repro.results import (
     write_record,
 )
 from repro.snapshots import tolerant_json_extension
-from repro.verdicts import Claim
+from repro.verdicts import Claim, ClaimResult
 
-SEED = 0
+TORCH_SEED = 0  # torch's global seed, set before every experiment
 
 
 def pytest_addoption(parser):
@@ -75,7 +75,7 @@ class Outcome:
     record: ClaimRecord
 
 
-Experiment = Callable[[LoadedModel, Profile, Path], Any]  # returns an object with .measurement() and .snapshot()
+Experiment = Callable[[LoadedModel, Profile, Path], ClaimResult]
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,10 @@ def run_claim(profile, reports_root):
                 pytest.fail(f"Model {model_key!r} is required by profile {profile.name!r}: {err}", pytrace=False)
             write_record(not_run(claim, model_key, profile.name, declared, str(err)), reports_root)
             pytest.skip(f"{model_key} not available: {err}")
-        torch.manual_seed(SEED)
+        torch.manual_seed(TORCH_SEED)
         result = experiment(lm, profile, figures_dir(profile.name, reports_root))
+        if not isinstance(result, ClaimResult):
+            raise TypeError(f"{claim.key}: the experiment returned {type(result).__name__}, not a ClaimResult.")
         measurement = result.measurement()
         base = profile_dir(profile.name, reports_root)
         measurement.figures = [Path(os.path.relpath(f, base)) for f in measurement.figures]

@@ -1,54 +1,77 @@
-"""Command line: `python -m repro {report,bench,check-cuda,ioi} ...`."""
+"""Command line: `python -m repro <command> ...`; `python -m repro --help` lists the commands.
+
+Each claim has a command of its own (its package's ``cli.py``, registered in ``CLAIM_COMMANDS``); the
+suite's own commands are ``report``, ``bench`` and ``check-cuda``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from repro.profiles import PROFILES
+from repro.profiles import PROFILE_ENV
+
+# command -> (module with ``main(argv) -> int``, one-line help)
+CLAIM_COMMANDS = {
+    "ioi": ("repro.ioi.cli", "claim 1: IOI activation patching (Filter -> Collect -> Patch -> Plot)"),
+    "split": ("repro.split.cli", "claim 3: split learning, Bottom/Top parameters, MACs and times"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["ioi"]:  # the IOI pipeline has its own argument parser
-        from repro.ioi.cli import main as ioi_main
-
-        return ioi_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m repro", description=__doc__)
+    if argv[:1] and argv[0] in CLAIM_COMMANDS:  # each claim parses its own arguments
+        return importlib.import_module(CLAIM_COMMANDS[argv[0]][0]).main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    for command, (_, help_text) in CLAIM_COMMANDS.items():
+        sub.add_parser(command, help=help_text, add_help=False)
     rep = sub.add_parser("report", help="rebuild reports/<profile>/report.md from saved results")
-    rep.add_argument("profile", nargs="?", default="cpu", choices=sorted(PROFILES))
+    rep.add_argument("profile", nargs="?", default=None, help=f"profile (default: ${PROFILE_ENV} or cpu)")
     ben = sub.add_parser("bench", help="run the benchmarks, write reports/<profile>/bench.md, update the report")
-    ben.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    ben.add_argument("--profile", default=None, help=f"profile (default: ${PROFILE_ENV} or cpu)")
     ben.add_argument("-k", dest="select", default=None, help="only benchmarks whose name contains this")
     sub.add_parser("check-cuda", help="exit non-zero with a clear message when no CUDA GPU is visible")
-    sub.add_parser("ioi", help="run the IOI patching pipeline (see `python -m repro ioi --help`)")
     args = parser.parse_args(argv)
+
+    from repro.cli import UserError, guarded, resolve_profile
 
     if args.command == "report":
         from repro.report import write_report
 
-        try:
-            print(f"report written: {write_report(args.profile)}")
-        except (FileNotFoundError, ValueError) as err:
-            parser.exit(2, f"error: {err}\n")
-    elif args.command == "bench":
+        def report() -> int:
+            name = resolve_profile(args.profile, check_device=False).name
+            try:
+                print(f"report written: {write_report(name)}")
+            except (FileNotFoundError, ValueError) as err:
+                raise UserError(str(err)) from None
+            return 0
+
+        return guarded("report", report)
+    if args.command == "bench":
         from repro.bench import write_benchmarks
         from repro.report import write_report
 
-        print(f"benchmarks written: {write_benchmarks(args.profile, args.select)}")
-        try:  # the report embeds the benchmark table
-            print(f"report updated: {write_report(args.profile)}")
-        except FileNotFoundError:
-            print(f"no claim results for {args.profile!r} yet: `nox -s {args.profile}` writes the report")
-    elif args.command == "check-cuda":
+        def bench() -> int:
+            name = resolve_profile(args.profile).name
+            print(f"benchmarks written: {write_benchmarks(name, args.select)}")
+            try:  # the report embeds the benchmark table
+                print(f"report updated: {write_report(name)}")
+            except FileNotFoundError:
+                print(f"no claim results for {name!r} yet: `nox -s {name}` writes the report")
+            return 0
+
+        return guarded("bench", bench)
+
+    def check_cuda() -> int:
         import torch
 
-        if not torch.cuda.is_available():
-            parser.exit(2, f"error: the gpu profile needs a CUDA GPU, but torch {torch.__version__} sees none. "
-                           "Run `nox -s cpu` here, or set REPRO_TORCH_SPEC to a CUDA build on a GPU machine.\n")
+        resolve_profile("gpu")  # refuses with a clear line when no CUDA GPU is visible
         print(f"CUDA device: {torch.cuda.get_device_name(0)}")
-    return 0
+        return 0
+
+    return guarded("check-cuda", check_cuda)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,10 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
-from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
+from repro.files import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
 from repro.verdicts import Claim, Measurement, Verdict
 
 REPORTS_ENV = "REPRO_REPORTS_DIR"
@@ -78,57 +75,7 @@ def not_run(claim: Claim, model: str, profile: str, expected: Verdict, reason: s
     return ClaimRecord(claim, model, profile, expected, measurement, reason=reason, provenance=provenance())
 
 
-# ---- serialisation ----
-
-
-def _jsonable(obj):
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    return obj
-
-
-def write_json_atomic(path: Path, data) -> Path:
-    """Write JSON so that readers see the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_jsonable(data), f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+# ---- serialisation: repro.files writes every file atomically ----
 
 
 def write_record(record: ClaimRecord, root: Path | None = None) -> Path:

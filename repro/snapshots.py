@@ -11,6 +11,22 @@ import json
 import math
 
 STORED_DIGITS = 6  # significant digits written to the snapshot file
+DECIMALS = 3  # default decimals for ``rounded``: far above float noise (1e-6) between runs and thread counts
+
+
+def rounded(value, digits: int = DECIMALS):
+    """A number (or nested lists/dicts/arrays of them) rounded for a snapshot: None stays None, no "-0.0",
+    non-finite floats as text. Claims call this on every float they put in ``snapshot()``."""
+    if value is None or isinstance(value, (bool, str, int)) and not hasattr(value, "dtype"):
+        return value
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return rounded(value.tolist(), digits)
+    if isinstance(value, dict):
+        return {str(k): rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    value = float(value)
+    return round(value, digits) + 0.0 if math.isfinite(value) else str(value)  # + 0.0: -0.0 -> 0.0
 
 
 def _round(value):

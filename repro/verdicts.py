@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 
 class Verdict(str, Enum):
@@ -84,3 +85,17 @@ class Measurement:
     published: dict = field(default_factory=dict)  # the source's numbers, for comparison
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # why the verdict is what it is; caveats
+
+
+@runtime_checkable
+class ClaimResult(Protocol):
+    """What every claim's ``run_<claim>`` returns, and all that ``claims/conftest.py`` relies on.
+
+    ``measurement()`` is the record for the report (verdict, key number, criteria, numbers, figures,
+    notes); ``snapshot()`` holds only numbers that are the same on every run, thread count and machine,
+    rounded with ``repro.snapshots.rounded`` (never timings).
+    """
+
+    def measurement(self) -> Measurement: ...
+
+    def snapshot(self) -> dict: ...

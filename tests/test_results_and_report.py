@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from repro import results
+from repro import files, results
 from repro.report import build_report, write_report
 from repro.results import ClaimRecord, load_records, not_run, write_json_atomic, write_record
 from repro.verdicts import Claim, KeyNumber, Measurement, Verdict
@@ -33,14 +33,25 @@ def test_record_round_trips_through_json(tmp_path):
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     path = write_json_atomic(tmp_path / "r.json", {"v": 1})
 
-    def broken_dump(*args, **kwargs):
+    def broken_fsync(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.json, "dump", broken_dump)
+    monkeypatch.setattr(files.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         write_json_atomic(path, {"v": 2})
     assert json.loads(path.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_atomic_write_keeps_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        mode = files.write_atomic(tmp_path / "r.txt", "x").stat().st_mode & 0o777
+    finally:
+        os.umask(old)
+    assert mode == 0o644  # mkstemp alone would leave 0600
 
 
 def test_provenance_names_code_packages_machine_and_time():

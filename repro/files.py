@@ -1,0 +1,126 @@
+"""Writing files so that an interrupted run never leaves a torn or mixed result.
+
+Every writer in the suite goes through these helpers: a reader (the report, a snapshot check, a user)
+sees the old file or the new one, never half of one. Files keep the user's umask (``mkstemp`` alone
+would leave them 0600). ``staged_dir`` does the same for a whole output folder: a CLI writes into a
+temporary folder beside ``--out`` and renames it into place only when every file is there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; restore at once
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (mode 0666 minus the umask)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def jsonable(obj):
+    """Dataclasses, enums, paths, numpy scalars and arrays as plain JSON values (non-finite floats as text)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path: str | Path, data) -> Path:
+    return write_atomic(path, json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_atomic(path, text)
+
+
+def write_npy_atomic(path: str | Path, array) -> Path:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    return write_atomic(path, buffer.getvalue())
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
+    """Render a matplotlib figure to PNG bytes, write them atomically, close the figure."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return write_atomic(path, buffer.getvalue())
+
+
+def check_writable(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` and prove a file can be written there, before any long work starts."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(f"{what} {folder} is not writable ({err.strerror or err}); choose another folder.") from None
+    return folder
+
+
+@contextmanager
+def staged_dir(out: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write into; on success it replaces ``out`` whole (the old
+    folder is removed), on failure or Ctrl-C it is deleted and ``out`` is left as it was."""
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
+    os.chmod(staging, 0o777 & ~_umask())
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
