@@ -75,21 +75,25 @@ class Outcome:
     record: ClaimRecord
 
 
-Experiment = Callable[[LoadedModel, Profile, Path], ClaimResult]
+Experiment = Callable[[LoadedModel | None, Profile, Path], ClaimResult]
 
 
 @pytest.fixture(scope="module")
 def run_claim(profile, reports_root):
-    """``run_claim(claim, model_key, expected, experiment, data=())`` -> Outcome; records are saved at module end.
+    """``run_claim(claim, subject, expected, experiment, data=(), pretrained=True)`` -> Outcome; records are
+    saved at module end. ``subject`` is a registered model key, whose model is loaded and handed to the
+    experiment; with ``pretrained=False`` it is just the row's name (e.g. models trained from scratch) and
+    the experiment gets ``None``.
 
     A required model that is missing fails the run; an optional one is recorded as NOT_RUN and skipped.
     """
     records: list[ClaimRecord] = []
 
-    def run(claim: Claim, model_key: str, expected: dict, experiment: Experiment, data: tuple[str, ...] = ()) -> Outcome:
+    def run(claim: Claim, model_key: str, expected: dict, experiment: Experiment, data: tuple[str, ...] = (),
+            pretrained: bool = True) -> Outcome:
         declared = expected[model_key][profile.name]
         try:
-            lm = load_model(model_key, profile.device, profile.dtype)
+            lm = load_model(model_key, profile.device, profile.dtype) if pretrained else None
         except AssetError as err:
             if profile.requires(model_key):
                 pytest.fail(f"Model {model_key!r} is required by profile {profile.name!r}: {err}", pytrace=False)
@@ -105,7 +109,11 @@ def run_claim(profile, reports_root):
         hashes = {k: v for prefix in data for k, v in data_sha256s(prefix).items()}
         record = ClaimRecord(
             claim, model_key, profile.name, declared, measurement,
-            provenance=provenance(model_source=lm.source, model_sha256=lm.sha256, data_sha256=hashes),
+            provenance=provenance(
+                model_source=lm.source if lm else "trained by the experiment",
+                model_sha256=lm.sha256 if lm else None,
+                data_sha256=hashes,
+            ),
         )
         records.append(record)
         return Outcome(result, record)
