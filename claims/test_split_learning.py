@@ -54,7 +54,7 @@ SEED_PARAMS_M = {
 
 @pytest.fixture(scope="module", params=list(EXPECTED))
 def outcome(request, run_claim):
-    return run_claim(CLAIM, request.param, EXPECTED, lambda lm, profile, out: run_split(lm, profile.split, out))
+    return run_claim(CLAIM, request.param, EXPECTED, run_split)
 
 
 def test_numbers_match_snapshot(outcome, check_snapshot):

@@ -14,7 +14,7 @@ from repro.report import BENCH_FILE, key_value_table, markdown_table
 from repro.results import profile_dir, provenance, write_text_atomic
 
 BENCHMARKS = {
-    "split": "repro.split:run_benchmark",
+    "split": "repro.split.benchmark:run_benchmark",
     "ioi": "repro.ioi.benchmark:run_benchmark",
 }
 

@@ -6,21 +6,25 @@ runs on tiny GPT-2 and LLaMA configs built in milliseconds.
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from toy_models import as_loaded, toy_gpt2, toy_llama
 
+from repro import profiles
 from repro.models import LoadedModel, load_model
-from repro.profiles import SplitSettings
-from repro.split import run_split, split_parts, split_verdict
+from repro.profiles import SplitSettings, get_profile
+from repro.split import cli, run_split, split_parts, split_verdict
 from repro.split.counting import component_flops, lm_head_macs
 from repro.split.parts import lm_head_is_tied, param_counts
 from repro.split.roofline import lm_head_roofline
-from repro.split.timing import bootstrap_median_ci, time_pairs, torch_threads
-from repro.verdicts import Verdict
+from repro.split.timing import bootstrap_median_ci, time_pairs
+from repro.timing import torch_threads
+from repro.verdicts import ClaimResult, Verdict
 
 # Seed 002's per-component parameter counts for GPT-2 small, exact (38.60M / 0.79M / 14.18M per two blocks).
 SEED_PARAMS = {
@@ -37,6 +41,7 @@ TINY_THREADS = 1
 TINY_SETTINGS = SplitSettings(
     cut=2, seq_len=6, warmup=1, pairs=5, seq_lens=(1, 6), sweep_pairs=3, threads=(1,), timing_threads=TINY_THREADS
 )
+TINY_PROFILE = replace(get_profile("cpu"), split=TINY_SETTINGS)
 
 
 def _leaves(tree):
@@ -182,10 +187,12 @@ def test_bootstrap_interval_brackets_the_median():
     lo, hi = bootstrap_median_ci(values)
     assert lo <= np.median(values) <= hi
     assert bootstrap_median_ci(values) == (lo, hi)  # seeded
+    assert bootstrap_median_ci([2.5]) == (2.5, 2.5)  # one pair: no spread, no error
 
 
 def test_run_split_end_to_end(tiny, tmp_path):
-    result = run_split(tiny, TINY_SETTINGS, tmp_path)
+    result = run_split(tiny, TINY_PROFILE, tmp_path, progress=False)
+    assert isinstance(result, ClaimResult)
     snapshot = result.snapshot()
     assert set(snapshot) == {
         "model",
@@ -212,3 +219,38 @@ def test_run_split_end_to_end(tiny, tmp_path):
     measurement = result.measurement()
     assert measurement.verdict == result.verdict
     assert measurement.key_number.published == 3.14
+
+
+def test_cli_prints_the_seed_analysis_and_writes_summary_and_figures(gpt2_random, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(profiles.PROFILES, "cpu", TINY_PROFILE)  # seconds, not the profile's minute
+    out = tmp_path / "split"
+    assert cli.main(["--model", "gpt2-random", "--cut", "2", "--seq-len", "6", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    for seen in ("38.60", "53.56", "52.77", "0.2316", "Ratio Top/Bottom", "IQR", "Verdict"):
+        assert seen in printed, seen
+    summary = json.loads((out / "gpt2-random-split-summary.json").read_text())
+    assert summary["counts"]["params"]["bottom"]["total"] == sum(SEED_PARAMS["bottom"].values())
+    assert summary["settings"]["pairs"] == TINY_SETTINGS.pairs
+    assert sorted(p.name for p in out.glob("*.png")) == summary["figures"] == [
+        "gpt2-random-split-components.png",
+        "gpt2-random-split-lm-head-roofline.png",
+        "gpt2-random-split-ratio-vs-seqlen.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--cut", "0"], "--cut 0 is invalid"),
+        (["--seq-len", "-3"], "--seq-len -3 is invalid"),
+        (["--cut", "7"], "--cut 7 does not fit gpt2-random (12 blocks)"),
+        (["--seq-len", "1025"], "--seq-len 1025 does not fit gpt2-random: it must be in 1..1024"),
+        (["--profile", "laptop"], "Unknown profile 'laptop'"),
+    ],
+)
+def test_cli_refuses_bad_input_with_one_line(gpt2_random, tmp_path, capsys, argv, message):
+    out = tmp_path / "split"
+    assert cli.main(["--model", "gpt2-random", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()  # refused before any output

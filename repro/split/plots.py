@@ -1,4 +1,8 @@
-"""Figures of the split experiment (matplotlib Agg, written to files, never shown)."""
+"""Figures of claim 3 (matplotlib Agg, written to files, never shown).
+
+Each function takes plain data (dicts and rows of numbers), a title and a path, and returns the path;
+``repro.split.run`` decides what to draw and names the files ``<model>-split-<figure>.png``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from repro.files import save_figure  # noqa: E402
 from repro.split.parts import BLOCKS, FINAL_NORM, LM_HEAD, POSITION_EMBEDDING, TOKEN_EMBEDDING  # noqa: E402
 
 GROUP_COLOURS = {
@@ -21,11 +26,8 @@ GROUP_COLOURS = {
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_component_bars(

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from repro.split.timing import synchronizer
+from repro.timing import synchronizer
 
 BANDWIDTH_BYTES = 256 * 2**20  # far above any CPU's last-level cache, so the reads come from DRAM
 PEAK_MATMUL_N = 2048  # big enough for BLAS to reach its plateau, small enough to take ~0.1 s on 2 cores

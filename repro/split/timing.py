@@ -9,54 +9,20 @@ the per-pair ratio Top/Bottom.
 
 from __future__ import annotations
 
-import gc
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import bootstrap
 from tqdm.auto import tqdm
 
 from repro.split.parts import Part
+from repro.timing import gc_paused, synchronizer, torch_threads
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """What to call before reading the clock: CUDA kernels run asynchronously, CPU ops do not."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[int]:
-    """Run with ``n`` intra-op threads (None: unchanged), restoring the previous count afterwards."""
-    previous = torch.get_num_threads()
-    if n is not None and n < 1:
-        raise ValueError(
-            f"thread count {n} is invalid; use a positive integer (this machine reports {previous})."
-        )
-    torch.set_num_threads(n or previous)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No garbage-collector pauses inside timed loops (as ``timeit`` does)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def timed_call(
@@ -81,10 +47,17 @@ def iqr(values) -> tuple[float, float]:
 def bootstrap_median_ci(values, level: float = 0.95) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the median (seeded, so reruns on the same data agree)."""
     values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    medians = np.median(rng.choice(values, size=(BOOTSTRAP_RESAMPLES, len(values)), replace=True), axis=1)
-    lo, hi = np.percentile(medians, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
+    if len(values) < 2:  # one pair has no spread to resample (scipy refuses it)
+        return float(values.mean()), float(values.mean())
+    ci = bootstrap(
+        (values,),
+        np.median,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 @dataclass(frozen=True)
