@@ -58,7 +58,7 @@ EXPECTED = {  # model: {profile: declared verdict}
 
 @pytest.fixture(scope="module", params=list(EXPECTED))
 def outcome(request, run_claim):
-    return run_claim(CLAIM, request.param, EXPECTED, lambda lm, profile, out: run_ioi(lm, profile.ioi, out))
+    return run_claim(CLAIM, request.param, EXPECTED, run_ioi)
 
 
 def test_numbers_match_snapshot(outcome, check_snapshot):

@@ -34,7 +34,7 @@ class IOISettings:
     """Claim 1, IOI activation patching (seed 000)."""
 
     n_pairs: int = 40  # generated prompt pairs before filtering (the seed used 100)
-    seed: int = 0
+    pair_seed: int = 0  # the prompt-pair generator's seed (repro.ioi.dataset.generate_pairs)
     corruption: str = "s2_swap"  # the seed's: S2 <- IO, flipping the answer ("abc": three unrelated names)
 
 

@@ -2,6 +2,7 @@
 the filter fails loudly; the pipeline, the writer and the CLI run end to end on a tiny model."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,13 +14,15 @@ from repro import hooks
 from repro.ioi import cli
 from repro.ioi.attribution import head_attributions
 from repro.ioi.collect import collect
-from repro.ioi.dataset import IOIPair, generate_pairs, save_pairs, tokenize_pairs
-from repro.ioi.experiment import head_effect_matrix, run_ioi, write_results
+from repro.ioi.dataset import MAX_PAIRS, IOIPair, generate_pairs, save_pairs, tokenize_pairs
 from repro.ioi.filtering import NoPairsLeft, filter_pairs, final_logit_diff
 from repro.ioi.metric import logit_diff_from_logits
 from repro.ioi.patching import head_patched_ld, layer_patched_ld, naive_head_patched_ld, resid_patched_ld
+from repro.ioi.result import write_results
+from repro.ioi.run import head_effect_matrix, run_ioi
 from repro.models import gpt2_tokenizer, load_model
-from repro.profiles import IOISettings
+from repro.profiles import IOISettings, get_profile
+from repro.verdicts import ClaimResult, Verdict
 
 
 @pytest.fixture(scope="module")
@@ -193,20 +196,26 @@ def test_head_effect_matrix_on_explicit_pairs(tiny):
 
 
 def test_run_ioi_writes_figures_results_and_stable_snapshot(tiny, tiny_pairs, tmp_path):
-    settings = IOISettings(n_pairs=len(tiny_pairs), seed=0)
-    result = run_ioi(tiny, settings, tmp_path, pairs=tiny_pairs, progress=False)
+    profile = replace(get_profile("cpu"), ioi=IOISettings(n_pairs=len(tiny_pairs), pair_seed=0))
+    result = run_ioi(tiny, profile, tmp_path, pairs=tiny_pairs, progress=False)
+    assert isinstance(result, ClaimResult)
     assert result.n_kept == len(tiny_pairs) and result.heads.shape == (3, 4) and result.resid.shape[0] == 3
     assert len(result.resid_tokens) == result.resid.shape[1] and result.resid_n_pairs >= 1
-    assert result.verdict.verdict in {"REPRODUCED", "PARTIAL", "NOT_REPRODUCED"}
+    assert isinstance(result.verdict.verdict, Verdict) and result.measurement().verdict is result.verdict.verdict
+    assert sorted(p.name for p in result.figures.values()) == sorted(
+        f"tiny-gpt2-ioi-{name}.png"
+        for name in ("attribution-scatter", "heatmap", "heatmap-final-pos", "layer-bars", "resid-map")
+    )
     for path in result.figures.values():
-        assert path.is_file() and path.stat().st_size > 1000 and path.name.startswith("tiny-gpt2_")
+        assert path.is_file() and path.stat().st_size > 1000
     assert np.isclose(result.layer_shares.sum(), 1.0)
-    again = run_ioi(tiny, settings, tmp_path / "again", pairs=tiny_pairs, progress=False)
+    again = run_ioi(tiny, profile, tmp_path / "again", pairs=tiny_pairs, progress=False)
     assert again.snapshot() == result.snapshot()
     json.dumps(result.snapshot())  # plain JSON types only
     written = write_results(result, tmp_path / "out")
     summary = json.loads(written["json"].read_text())
-    assert summary["criteria"]["verdict"] == result.verdict.verdict
+    assert summary["criteria"]["verdict"] == result.verdict.verdict.value
+    assert summary["settings"]["pair_seed"] == 0
     assert np.array_equal(np.load(written["heads"]), result.heads)
 
 
@@ -215,14 +224,26 @@ def test_cli_reads_pairs_writes_results_and_reports_unusable_inputs(
 ):
     monkeypatch.setattr(cli, "load_model", lambda key, device, dtype: tiny)
     pairs = save_pairs(tiny_pairs, tmp_path / "pairs.json")
-    assert cli.main(["--pairs", str(pairs), "--out", str(tmp_path), "--quiet"]) == 0
-    assert (tmp_path / "tiny-gpt2_ioi_effects.json").is_file() and (
-        tmp_path / "tiny-gpt2_HeatMap.png"
-    ).is_file()
+    out = tmp_path / "out"
+    assert cli.main(["--pairs", str(pairs), "--out", str(out), "--quiet"]) == 0
+    assert (out / "tiny-gpt2-ioi-effects.json").is_file() and (out / "tiny-gpt2-ioi-heatmap.png").is_file()
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
-    assert cli.main(["--pairs", str(bad), "--out", str(tmp_path)]) == 2
+    assert cli.main(["--pairs", str(bad), "--out", str(out)]) == 2
     assert "expected a non-empty JSON list" in capsys.readouterr().err
-    # generated pairs the random model gets wrong: the filter's error, not a traceback
-    assert cli.main(["--n-pairs", "4", "--out", str(tmp_path), "--quiet"]) == 2
+    # generated pairs the random model gets wrong: the filter's error, not a traceback, and the
+    # previous run's output is left as it was
+    assert cli.main(["--n-pairs", "4", "--pair-seed", "0", "--out", str(out), "--quiet"]) == 2
     assert "IOI pairs were filtered out" in capsys.readouterr().err
+    assert (out / "tiny-gpt2-ioi-effects.json").is_file()
+
+
+@pytest.mark.parametrize("n_pairs", [0, -5, MAX_PAIRS + 1])
+def test_cli_refuses_n_pairs_out_of_range_before_loading_a_model(n_pairs, tmp_path, monkeypatch, capsys):
+    def no_model(*args):
+        raise AssertionError("the model was loaded before --n-pairs was checked")
+
+    monkeypatch.setattr(cli, "load_model", no_model)
+    assert cli.main(["--n-pairs", str(n_pairs), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"--n-pairs {n_pairs} is out of range; choose 1..{MAX_PAIRS}" in err and err.count("\n") == 1

@@ -1,10 +1,23 @@
-"""Claim 1 (seed 000): IOI activation patching. See ``experiment.run_ioi`` for the pipeline."""
+"""Claim 1 (seed 000): IOI activation patching.
+
+- ``run``: ``run_ioi``, the pipeline stage by stage (Filter -> Collect -> Patch -> Judge -> Plot), and
+  ``head_effect_matrix``, the same patching on pairs you give.
+- ``result``: ``IOIResult``, with ``measurement()`` for the report and ``snapshot()``; ``write_results``.
+- ``verdict``: the rule (``ioi_verdict``, the relative-depth bands) and ``PUBLISHED``, the seed's numbers.
+- ``plots``: the figures, from plain data. ``benchmark``: exact and attribution patching against the
+  naive per-head baseline. ``cli``: ``python -m repro ioi``.
+- ``dataset``: IOI prompt pairs (generator, JSON reader). ``filtering``: keep the pairs the model gets
+  right. ``collect``: cache every activation. ``patching``: exact patching at every granularity.
+  ``attribution``: attribution patching. ``metric``: the logit difference and its normalisation.
+"""
 
 from repro.ioi.dataset import IOIPair, generate_pairs, load_pairs
-from repro.ioi.experiment import IOIResult, head_effect_matrix, run_ioi, write_results
-from repro.ioi.verdict import IOIVerdict, ioi_verdict
+from repro.ioi.result import IOIResult, write_results
+from repro.ioi.run import head_effect_matrix, run_ioi
+from repro.ioi.verdict import PUBLISHED, IOIVerdict, ioi_verdict
 
 __all__ = [
+    "PUBLISHED",
     "IOIPair",
     "IOIResult",
     "IOIVerdict",

@@ -91,7 +91,7 @@ def run_benchmark(profile: Profile) -> list[dict]:
             {"benchmark": "ioi head patching", "model": MODEL, "variant": "-", "notes": f"not run: {err}"}
         ]
     adapter, settings = loaded.adapter, profile.ioi
-    pairs = generate_pairs(loaded.tokenizer, settings.n_pairs, settings.seed, settings.corruption)
+    pairs = generate_pairs(loaded.tokenizer, settings.n_pairs, settings.pair_seed, settings.corruption)
     batches = filter_pairs(adapter, tokenize_pairs(loaded.tokenizer, pairs), pairs, MODEL).batches
     caches = [
         (b, collect(adapter, b.clean, b.io, b.s), collect(adapter, b.corrupted, b.io, b.s)) for b in batches

@@ -25,6 +25,10 @@ import torch
 S2_SWAP = "s2_swap"  # the seed's corruption: S2 <- IO, which flips the correct answer
 ABC = "abc"  # IO, S1, S2 <- three unrelated names: the sentence no longer says who the IO is
 CORRUPTIONS = (S2_SWAP, ABC)
+# The most pairs a run takes: 10x the seed's 100. Pairs of one token length form one batch whose clean and
+# corrupted caches are held at once, ~12 MB per pair for SmolLM2 (30 layers x ~18 tokens); the largest
+# batch holds about a fifth of the pairs, so 1000 pairs need ~2.5 GB of caches, beyond which a laptop swaps.
+MAX_PAIRS = 1000
 
 # {A} and {B} are the two names introduced first, {S} the second mention of the subject. ABBA: IO comes
 # first (A = IO, B = S); BABA: S comes first. The seed's sentence is the first template in ABBA order.

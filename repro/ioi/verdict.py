@@ -11,6 +11,7 @@ lowest quarter is (l + 1/2) / L < 1/4 (layers 0-2 of 12). The rule was fixed bef
 
 REPRODUCED: (a), (b) and (c). PARTIAL: (a) but not both of (b) and (c). NOT_REPRODUCED: not (a).
 The mid band's role and the clean logit diff (published: about 3.5 for GPT-2 small) are reported, not judged.
+``PUBLISHED`` holds the seed's numbers the report sets ours beside.
 """
 
 from __future__ import annotations
@@ -19,16 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-try:  # the suite's shared enum, when present; plain strings otherwise
-    from repro.verdicts import Verdict
-
-    REPRODUCED, PARTIAL, NOT_REPRODUCED = (
-        Verdict.REPRODUCED.value,
-        Verdict.PARTIAL.value,
-        Verdict.NOT_REPRODUCED.value,
-    )
-except ImportError:
-    REPRODUCED, PARTIAL, NOT_REPRODUCED = "REPRODUCED", "PARTIAL", "NOT_REPRODUCED"
+from repro.verdicts import Verdict
 
 SEED_LAYERS = 12
 BAND = (0.75, 0.92)  # layers 9-10 of 12
@@ -36,6 +28,18 @@ MID_BAND = ((7 + 0.5) / SEED_LAYERS, (8 + 0.5) / SEED_LAYERS)  # layers 7-8 of 1
 LOW_QUARTER = 0.25  # layers 0-2 of 12
 LOW_SHARE_MAX = 0.10
 REFERENCE_CLEAN_LOGIT_DIFF = 3.5  # GPT-2 small, TransformerLens IOI notebook / seed
+
+# Seed 000's numbers (GPT-2 small) and the reference heads of Wang et al. 2022.
+PUBLISHED = {
+    "clean logit diff (GPT-2 small)": REFERENCE_CLEAN_LOGIT_DIFF,
+    "most important layers": "9-10 (of 12)",
+    "mid layers that pass on information": "7-8",
+    "layers that matter little": "1-3",
+    "name movers": ["9.9", "9.6", "10.0"],
+    "negative name movers": ["10.7", "11.10"],
+    "S-inhibition heads": ["7.3", "7.9", "8.6", "8.10"],
+    "pairs": 100,
+}
 
 
 def relative_depth(layer: int, n_layers: int) -> float:
@@ -59,7 +63,7 @@ def layer_shares(head_effects: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class IOIVerdict:
-    verdict: str
+    verdict: Verdict
     top_head: tuple[int, int]
     top_head_in_band: bool  # (a)
     band_layers: list[int]
@@ -112,11 +116,11 @@ def ioi_verdict(
     band_is_best = band_share >= window_shares[best] - 1e-12  # the band is itself one of the windows
     low_is_small = low_share < LOW_SHARE_MAX
     if in_band and band_is_best and low_is_small:
-        verdict = REPRODUCED
+        verdict = Verdict.REPRODUCED
     elif in_band:
-        verdict = PARTIAL
+        verdict = Verdict.PARTIAL
     else:
-        verdict = NOT_REPRODUCED
+        verdict = Verdict.NOT_REPRODUCED
 
     mid = layers_in(*MID_BAND, n_layers)
     mid_share_final = mid_final_fraction = None

@@ -1,5 +1,0 @@
-import sys
-
-from repro.ioi.cli import main
-
-sys.exit(main())
