@@ -22,7 +22,7 @@ COMMAND = "split"
 
 def parser():
     p = claim_parser(
-        COMMAND, __doc__.splitlines()[0], models=MODEL_KEYS, default_model="gpt2-random", default_out="reports/split"
+        COMMAND, __doc__.splitlines()[0], models=MODEL_KEYS, default_model="gpt2-random", default_out="out/split"
     )
     p.add_argument("--cut", type=int, default=None, help="blocks in Bottom and in Top (default: the profile's, 2)")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per call, batch 1 (default: the profile's, 6)")
