@@ -172,6 +172,15 @@ class FaultInjector:
         return {self.config.hook_name: lambda act, _name: self.inject(act)}
 
 
+def site_shape(adapter: ModelAdapter, location: str, n_pos: int) -> tuple[int, ...]:
+    """The shape a fault's index lives in, for one sequence of ``n_pos`` tokens (hook layout)."""
+    if location in ("q", "out"):
+        return (1, n_pos, adapter.n_heads, adapter.d_head)
+    if location in ("k", "v"):
+        return (1, n_pos, adapter.n_kv_heads, adapter.d_head)
+    return (1, adapter.n_heads, n_pos, n_pos)
+
+
 def injected_epsilon(history: list[InjectionRecord]) -> float:
     """The seed's ``compute_injected_epsilon``: the largest |after - before| of the injections (inf when a
     value became non-finite)."""

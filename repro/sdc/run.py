@@ -29,13 +29,15 @@ def sweep_for(settings: SDCSettings, n_layers: int) -> ParameterSweepConfig:
 
 
 def run_sdc(lm: LoadedModel, settings: SDCSettings, out_dir: str | Path, *, log_dir: str | Path | None = None,
-            sweep: ParameterSweepConfig | None = None, progress: bool = True) -> SDCResult:
+            sweep: ParameterSweepConfig | None = None, configs: list[ExperimentConfig] | None = None,
+            progress: bool = True) -> SDCResult:
     """Fault-inject attention, detect by bound violations, classify harm; ``log_dir`` keeps the results
-    log (a resumed run skips what it holds); None: a temporary folder."""
+    log (a resumed run skips what it holds); None: a temporary folder. ``configs`` replaces the sweep's."""
     adapter, timer = lm.adapter, StageTimer()
     sweep = sweep or sweep_for(settings, adapter.n_layers)
-    configs = sweep.configs(adapter.n_layers)
-    n_clean = max(sweep.n_windows, math.ceil(settings.clean_calls / adapter.n_layers))
+    configs = configs or sweep.configs(adapter.n_layers)
+    n_windows = max(sweep.n_windows, 1 + max(c.window for c in configs))
+    n_clean = max(n_windows, math.ceil(settings.clean_calls / adapter.n_layers))
     with torch.no_grad(), exposed_attention(lm.model):
         windows = timer.call("windows", wikitext_windows, lm.tokenizer, n_clean, settings.window_len)
         baselines, calls = timer.call("clean", clean_runs, adapter, windows)

@@ -33,14 +33,18 @@ class ExperimentConfig:
     seed: int
     layer: int
     window: int
+    index: tuple[int, ...] | None = None  # None: drawn from the seed
+    probability: float = 1.0
 
     @property
     def id(self) -> str:
-        return f"{self.location}-b{'_'.join(map(str, self.bits))}-s{self.seed}-L{self.layer}-w{self.window}"
+        at = "" if self.index is None else "-i" + "_".join(map(str, self.index))
+        return f"{self.location}-b{'_'.join(map(str, self.bits))}-s{self.seed}-L{self.layer}-w{self.window}{at}"
 
     def injection(self) -> InjectionConfig:
-        # The element index is drawn at run time from this seed (the site's shape is known only then).
-        return InjectionConfig(self.location, self.layer, self.bits, seed=_stable_seed(self.id))
+        # A random element index is drawn at run time from this seed (the site's shape is known only then).
+        return InjectionConfig(self.location, self.layer, self.bits, index=self.index, probability=self.probability,
+                               seed=_stable_seed(self.id))
 
 
 def _stable_seed(text: str) -> int:
