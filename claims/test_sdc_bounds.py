@@ -51,9 +51,14 @@ CLAIM = Claim.parse(__doc__, key="sdc_bounds", number=4)
 
 R, P, N = Verdict.REPRODUCED, Verdict.PARTIAL, Verdict.NOT_REPRODUCED
 EXPECTED = {  # model: {profile: declared verdict}
-    "gpt2": {"cpu": N, "gpu": N},  # the published model, when its weights are present
-    "gpt2-random": {"cpu": N, "gpu": N},
-    "smollm2-135m": {"cpu": N, "gpu": N},
+    # The published model, when its weights are present: not measured here; declared as published.
+    "gpt2": {"cpu": R, "gpu": R},
+    # Measured (cpu): 12 of 13 harmful faults flagged (92%), 0 of 1,008 clean calls; the escape is an
+    # exponent flip of an attention output that stayed inside the values' range. gpu: not measured here.
+    "gpt2-random": {"cpu": P, "gpu": P},
+    # Measured (cpu): 14 of 14 harmful faults flagged, 0 of 1,020 clean calls. Only 14 harmful faults:
+    # 14/14 bounds recall below by ~81% at 95% confidence, so the gpu sweep (768 faults) matters here.
+    "smollm2-135m": {"cpu": R, "gpu": R},
 }
 
 

@@ -82,6 +82,13 @@ class SDCResult:
             f"{self.clean_flagged} of {self.clean_calls} clean attention calls flagged.",
             "Harmful = top-1 change at any position, mean loss up > 1%, or NaN/Inf logits.",
         ]
+        if t["harmful"]:
+            from scipy.stats import beta
+
+            k, n = t["detected_harmful"], t["harmful"]
+            low = float(beta.ppf(0.05, k, n - k + 1)) if k else 0.0
+            notes.append(f"Recall {k}/{n}: its one-sided 95% lower confidence bound (Clopper-Pearson) is {low:.1%}; "
+                         "few faults are harmful, so the rule's 99% is checked on a small sample.")
         if self.escapes():
             notes.append(f"Harmful faults that escaped (location/bit class: count): {self.escape_summary()}. "
                          "A flip that leaves every intermediate consistent with the others (a sign flip of a score, "
