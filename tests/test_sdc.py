@@ -91,7 +91,9 @@ def _logits_equal(model, ids, **forward):
             with installed(adapter, off), Detector(adapter).installed():
                 exposed = model(ids, **forward)
     key = "logits" if hasattr(reference, "logits") else "last_hidden_state"
-    torch.testing.assert_close(getattr(exposed, key), getattr(reference, key), atol=2e-5, rtol=1e-4)
+    want = getattr(reference, key)
+    # float32 rounding of SDPA's fused kernel vs the eager steps, over up to 30 layers: ~1e-5 of the scale.
+    torch.testing.assert_close(getattr(exposed, key), want, atol=1e-5 * float(want.abs().max()), rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama-gqa"])
