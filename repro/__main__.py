@@ -16,6 +16,7 @@ from repro.profiles import PROFILE_ENV
 CLAIM_COMMANDS = {
     "ioi": ("repro.ioi.cli", "claim 1: IOI activation patching (Filter -> Collect -> Patch -> Plot)"),
     "split": ("repro.split.cli", "claim 3: split learning, Bottom/Top parameters, MACs and times"),
+    "sdc": ("repro.sdc.cli", "claim 4: silent data corruption in attention, caught by bound violations"),
 }
 
 

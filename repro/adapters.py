@@ -42,6 +42,25 @@ class ModelAdapter:
         """The module whose *input* is the concatenated per-head attention output [batch, pos, n_heads*d_head]."""
         return self.attention(layer).c_proj if self.family == "gpt2" else self.attention(layer).o_proj
 
+    def attn_norm(self, layer: int) -> nn.Module:
+        """The normalisation whose output the attention's q/k/v projections read (LayerNorm or RMSNorm)."""
+        block = self.blocks[layer]
+        return block.ln_1 if self.family == "gpt2" else block.input_layernorm
+
+    def qkv_weights(self, layer: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """``{"q"|"k"|"v": (weight [out, d_model], bias [out] or None)}``, out = heads * d_head, head-major.
+        GPT-2's fused Conv1D stores [d_model, 3 * d_model] (input-major); LLaMA's Linear [out, in]."""
+        attn = self.attention(layer)
+        if self.family == "gpt2":
+            weight, bias = attn.c_attn.weight.T, attn.c_attn.bias  # [3 * d_model, d_model]
+            return dict(zip("qkv", zip(weight.split(self.d_model), bias.split(self.d_model))))
+        return {name: (proj.weight, proj.bias) for name, proj in zip("qkv", (attn.q_proj, attn.k_proj, attn.v_proj))}
+
+    @property
+    def rotary(self) -> bool:
+        """Queries and keys are rotated (RoPE, rotate-half pairing of channels c and c + d_head/2)."""
+        return self.family == "llama"
+
     def mlp(self, layer: int) -> nn.Module:
         return self.blocks[layer].mlp
 

@@ -9,6 +9,17 @@ target here one to one:
 - ``blocks.{L}.hook_mlp_out``    MLP output                                [batch, pos, d_model]
 - ``blocks.{L}.hook_resid_post`` residual stream leaving block L           [batch, pos, d_model]
 
+Inside the attention computation (the exposed attention of ``repro.sdc.attention``, switched on for the
+``with`` block whenever one of these is hooked; the model's logits are unchanged by the switch):
+
+- ``blocks.{L}.attn.hook_q``           queries (after rotary embedding)        [batch, pos, head, d_head]
+- ``blocks.{L}.attn.hook_k``           keys (before GQA repetition)            [batch, pos, kv_head, d_head]
+- ``blocks.{L}.attn.hook_v``           values (before GQA repetition)          [batch, pos, kv_head, d_head]
+- ``blocks.{L}.attn.hook_attn_scores`` scaled scores plus the additive mask    [batch, head, query_pos, key_pos]
+- ``blocks.{L}.attn.hook_pattern``     softmax weights                         [batch, head, query_pos, key_pos]
+
+``hook_z`` is the attention function's output as the output projection receives it, so it closes the chain.
+
 Every site is a PyTorch forward (pre-)hook on a module the adapter names, so it works for any model the
 adapter supports, whether the model is run whole (``model(ids)``) or block by block (``run_blocks``).
 A hook function ``fn(activation, name)`` sees the activation in the shape above; returning a tensor of
@@ -20,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -33,16 +44,23 @@ ATTN_OUT = "hook_attn_out"
 MLP_OUT = "hook_mlp_out"
 RESID_POST = "hook_resid_post"
 SITES = (RESID_PRE, ATTN_Z, ATTN_OUT, MLP_OUT, RESID_POST)
+ATTN_Q = "attn.hook_q"
+ATTN_K = "attn.hook_k"
+ATTN_V = "attn.hook_v"
+ATTN_SCORES = "attn.hook_attn_scores"
+ATTN_PATTERN = "attn.hook_pattern"
+ATTENTION_SITES = (ATTN_Q, ATTN_K, ATTN_V, ATTN_SCORES, ATTN_PATTERN)  # called from inside attention
+ALL_SITES = SITES + ATTENTION_SITES
 
-_NAME = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(s) for s in SITES) + r")$")
+_NAME = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(s) for s in ALL_SITES) + r")$")
 
 HookFn = Callable[[torch.Tensor, str], torch.Tensor | None]
 
 
 def hook_name(site: str, layer: int) -> str:
     """``hook_name(ATTN_Z, 9)`` -> ``'blocks.9.attn.hook_z'``."""
-    if site not in SITES:
-        raise ValueError(f"Unknown activation site {site!r}; valid sites: {', '.join(SITES)}.")
+    if site not in ALL_SITES:
+        raise ValueError(f"Unknown activation site {site!r}; valid sites: {', '.join(ALL_SITES)}.")
     return f"blocks.{layer}.{site}"
 
 
@@ -66,12 +84,32 @@ def resid_post(layer: int) -> str:
     return hook_name(RESID_POST, layer)
 
 
+def attn_q(layer: int) -> str:
+    return hook_name(ATTN_Q, layer)
+
+
+def attn_k(layer: int) -> str:
+    return hook_name(ATTN_K, layer)
+
+
+def attn_v(layer: int) -> str:
+    return hook_name(ATTN_V, layer)
+
+
+def attn_scores(layer: int) -> str:
+    return hook_name(ATTN_SCORES, layer)
+
+
+def attn_pattern(layer: int) -> str:
+    return hook_name(ATTN_PATTERN, layer)
+
+
 def parse_hook_name(name: str) -> tuple[str, int]:
     """``'blocks.9.attn.hook_z'`` -> ``(ATTN_Z, 9)``; a clear error for anything else."""
     match = _NAME.match(name)
     if match is None:
         raise ValueError(
-            f"Bad hook name {name!r}: expected 'blocks.<layer>.<site>' with site one of {', '.join(SITES)} "
+            f"Bad hook name {name!r}: expected 'blocks.<layer>.<site>' with site one of {', '.join(ALL_SITES)} "
             f"(build names with repro.hooks.hook_name)."
         )
     return match.group(2), int(match.group(1))
@@ -86,10 +124,14 @@ class _Site:
     split_heads: bool  # present [b, p, h*d] as [b, p, h, d]
 
 
-def _site(adapter: ModelAdapter, name: str) -> _Site:
-    site, layer = parse_hook_name(name)
+def _check_layer(adapter: ModelAdapter, name: str, layer: int) -> None:
     if not 0 <= layer < adapter.n_layers:
         raise ValueError(f"Hook {name!r}: layer {layer} is outside 0..{adapter.n_layers - 1} for this model.")
+
+
+def _site(adapter: ModelAdapter, name: str) -> _Site:
+    site, layer = parse_hook_name(name)
+    _check_layer(adapter, name, layer)
     if site == RESID_PRE:
         return _Site(adapter.blocks[layer], pre=True, split_heads=False)
     if site == ATTN_Z:
@@ -115,9 +157,62 @@ def _call(fn: HookFn, name: str, act: torch.Tensor, split: tuple[int, int] | Non
     return new.reshape(act.shape) if split else new
 
 
+# Sites inside attention are not module boundaries: the exposed attention function calls
+# ``attention_site(module, site, tensor)``, which runs the functions installed here on that very module.
+_ATTENTION_HOOKS = "_repro_attention_hooks"  # attribute of an attention module: {site: [(name, fn), ...]}
+
+
+def attention_site(module: torch.nn.Module, site: str, act: torch.Tensor) -> torch.Tensor:
+    """Called by the exposed attention function at each of ``ATTENTION_SITES`` with the tensor in Hugging
+    Face layout ([batch, head, pos, d_head] or [batch, head, query, key]); returns the tensor to use."""
+    table = getattr(module, _ATTENTION_HOOKS, None)
+    if not table or site not in table:
+        return act
+    qkv = site in (ATTN_Q, ATTN_K, ATTN_V)
+    for name, fn in table[site]:
+        shown = act.transpose(1, 2) if qkv else act  # [b, h, p, d] -> [b, p, h, d] (a view)
+        new = fn(shown, name)
+        if new is None:
+            continue
+        if new.shape != shown.shape:
+            raise ValueError(f"Hook on {name!r} returned shape {tuple(new.shape)}, expected {tuple(shown.shape)}.")
+        act = new.transpose(1, 2) if qkv else new
+    return act
+
+
+@contextmanager
+def _attention_hook(adapter: ModelAdapter, layer: int, site: str, name: str, fn: HookFn) -> Iterator[None]:
+    module = adapter.attention(layer)
+    table = module.__dict__.setdefault(_ATTENTION_HOOKS, {})
+    entry = (name, fn)
+    table.setdefault(site, []).append(entry)
+    try:
+        yield
+    finally:
+        table[site].remove(entry)
+        if not table[site]:
+            del table[site]
+
+
 @contextmanager
 def hooks(adapter: ModelAdapter, fns: Mapping[str, HookFn]) -> Iterator[None]:
     """Install ``{hook name: fn}`` for the duration of the ``with`` block (removed even on error)."""
+    with ExitStack() as stack:
+        attention = [(name, *parse_hook_name(name)) for name in fns if parse_hook_name(name)[0] in ATTENTION_SITES]
+        if attention:
+            # The attention function that calls attention_site (imported here: it imports this module).
+            from repro.sdc.attention import exposed_attention
+
+            stack.enter_context(exposed_attention(adapter.model))
+        for name, site, layer in attention:
+            _check_layer(adapter, name, layer)
+            stack.enter_context(_attention_hook(adapter, layer, site, name, fns[name]))
+        with _module_hooks(adapter, {n: f for n, f in fns.items() if parse_hook_name(n)[0] in SITES}):
+            yield
+
+
+@contextmanager
+def _module_hooks(adapter: ModelAdapter, fns: Mapping[str, HookFn]) -> Iterator[None]:
     handles = []
     try:
         for name, fn in fns.items():

@@ -39,6 +39,20 @@ class IOISettings:
 
 
 @dataclass(frozen=True)
+class SDCSettings:
+    """Claim 4, silent data corruption caught by attention bounds (seed 003)."""
+
+    sweep: str = "bit_sweep"  # the template (repro.sdc.sweeps.TEMPLATES): all 32 bits x 6 locations
+    seeds: tuple[int, ...] = (0, 1, 2)  # the seed's medium experiment uses 4 (768 faults)
+    window_len: int = 16  # tokens per WikiText-2 window
+    n_windows: int = 4  # windows the faults are spread over
+    # Injected layers at these relative depths (None: every layer); each fault runs from its layer on.
+    layer_depths: tuple[float, ...] | None = (0.0, 0.5, 1.0)
+    clean_calls: int = 1000  # clean attention calls (layers x windows) checked for false positives
+    batch_size: int = 32  # faults per forward pass (one per batch row)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str
@@ -47,6 +61,7 @@ class Profile:
     optional_models: tuple[str, ...]  # missing -> NOT_RUN with the reason, in the report
     split: SplitSettings = field(default_factory=SplitSettings)
     ioi: IOISettings = field(default_factory=IOISettings)
+    sdc: SDCSettings = field(default_factory=SDCSettings)
 
     def requires(self, model_key: str) -> bool:
         return model_key in self.required_models
@@ -68,6 +83,8 @@ PROFILES: dict[str, Profile] = {
         optional_models=(),
         split=SplitSettings(pairs=101, sweep_pairs=31, threads=(1, 2, 4, 8), timing_threads=None),
         ioi=IOISettings(n_pairs=200),
+        sdc=SDCSettings(seeds=(0, 1, 2, 3), window_len=128, n_windows=16, layer_depths=None, clean_calls=4000,
+                        batch_size=64),
     ),
 }
 

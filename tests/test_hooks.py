@@ -20,7 +20,7 @@ def test_names_round_trip_and_reject_garbage():
     assert hooks.attn_z(9) == "blocks.9.attn.hook_z"
     assert hooks.parse_hook_name("blocks.10.hook_resid_pre") == (hooks.RESID_PRE, 10)
     with pytest.raises(ValueError, match="expected 'blocks.<layer>.<site>'"):
-        hooks.parse_hook_name("blocks.1.attn.hook_q")
+        hooks.parse_hook_name("blocks.1.attn.hook_nonsense")
     with (
         pytest.raises(ValueError, match="outside"),
         hooks.caching(adapter_for(toy_gpt2()), [hooks.resid_pre(3)]),
