@@ -66,11 +66,11 @@ class TanhRNN(nn.Module):
             h0 = x.new_zeros(self.n_layers, batch, self.d_hidden)
         finals = []
         for layer in range(self.n_layers):
-            p = lambda name: getattr(self, f"{name}_l{layer}")  # noqa: E731
+            w_ih, w_hh, b_ih, b_hh = (getattr(self, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             if layer:
                 x = self.drop(x)
-            driven = x @ p("weight_ih").T + (p("bias_ih") + p("bias_hh"))  # [batch, seq, hidden], all steps at once
-            w_hh_t, h, steps = p("weight_hh").T, h0[layer], []
+            driven = x @ w_ih.T + (b_ih + b_hh)  # [batch, seq, hidden], all steps at once
+            w_hh_t, h, steps = w_hh.T, h0[layer], []
             for t in range(seq):  # the recurrence, explicitly
                 h = torch.tanh(driven[:, t] + h @ w_hh_t)
                 steps.append(h)

@@ -194,7 +194,7 @@ def train_lm(model: nn.Module, train_ids: torch.Tensor, valid_ids: torch.Tensor,
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
                 optimizer.step()
-                value = float(loss)
+                value = float(loss.detach())
                 total, count = total + value * targets.numel(), count + targets.numel()
                 recent.append(value)
                 batch_index += 1
