@@ -12,11 +12,22 @@ import pytest
 import torch
 from torch import nn
 
-from repro.lm.corpus import EOS, UNK, CorpusError, batchify, build_corpus, corpus_lines, n_windows, oov_rate, windows, words
+from repro.lm.corpus import (
+    EOS,
+    UNK,
+    CorpusError,
+    batchify,
+    build_corpus,
+    corpus_lines,
+    n_windows,
+    oov_rate,
+    windows,
+    words,
+)
 from repro.lm.finetune import lr_at, pack, pubmedqa_splits
 from repro.lm.generation import SampleStats, distinct_n, repeated_ngram_rate, sample
 from repro.lm.models import KINDS, LMConfig, TanhRNN, build_model, detach_state
-from repro.lm.trainer import CheckpointError, Plateau, load_checkpoint, lm_loss, train_lm
+from repro.lm.trainer import CheckpointError, Plateau, lm_loss, load_checkpoint, train_lm
 from repro.profiles import FinetuneSettings, LMSettings
 
 TINY_TEXT = {
@@ -180,7 +191,7 @@ def test_sampling_is_seeded_and_measured():
     model = build_model(tiny_config("transformer", len(corpus.vocab)))
     one = sample(model, corpus.vocab, "the meaning of life is", 12, seed=3)
     assert one == sample(model, corpus.vocab, "the meaning of life is", 12, seed=3) and len(one) == 12
-    assert repeated_ngram_rate("a b c a b c".split()) == pytest.approx(1 / 4)
+    assert repeated_ngram_rate(["a", "b", "c", "a", "b", "c"]) == pytest.approx(1 / 4)
     assert distinct_n([["a", "b"], ["a", "c"]], 1) == pytest.approx(3 / 4)
     stats = SampleStats.of([["a", UNK, "a", UNK]])
     assert stats.unk_rate == 0.5 and stats.distinct_2 == pytest.approx(2 / 3)
