@@ -216,3 +216,25 @@ def test_pubmedqa_texts_and_lr_schedule():
     assert blocks.tolist() == [[97, 98, 99], [0, 100, 101]]
     s = FinetuneSettings(lr=1.0, warmup_steps=2)
     assert [lr_at(i, s, 6) for i in range(6)] == [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+
+
+# ---- command line ----
+
+
+def test_cli_trains_samples_and_refuses_bad_input(tmp_path, capsys):
+    from repro.lm.cli import main
+
+    (tmp_path / "train.txt").write_text("\n".join(TINY_TEXT["train"]))
+    (tmp_path / "valid.txt").write_text("\n".join(TINY_TEXT["valid"] * 3))
+    run = tmp_path / "run"
+    train = ["train", "--corpus", str(tmp_path), "--out", str(run), "--epochs", "1", "--seq-len", "4",
+             "--train-tokens", "0", "--quiet", "--profile", "cpu"]
+    assert main([*train, "--kind", "lstm"]) == 0
+    assert main(["sample", "--checkpoint", str(run / "best.pt"), "--corpus", str(tmp_path), "--words", "3"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("the meaning of life is ")
+    assert main([*train, "--kind", "rnn"]) == 2  # the folder holds an LSTM's checkpoint
+    assert "another model" in capsys.readouterr().err
+    (tmp_path / "valid.txt").unlink()
+    assert main([*train, "--kind", "lstm"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no valid split" in err
