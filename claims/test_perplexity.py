@@ -54,8 +54,14 @@ CLAIM = Claim.parse(__doc__, key="perplexity", number=5)
 R, P, N = Verdict.REPRODUCED, Verdict.PARTIAL, Verdict.NOT_REPRODUCED
 ARCHITECTURES = "word-lms"  # the three models trained from scratch: a row name, not a registered model
 EXPECTED = {  # subject: {profile: declared verdict}
-    ARCHITECTURES: {"cpu": N, "gpu": P},
-    "gpt2": {"cpu": N, "gpu": R},  # the seed's model, when its weights are present
+    # Measured at cpu (3 epochs over 12k tokens, BPTT 35; perplexities ~1,000-2,000, barely past unigram level):
+    # PTB LSTM 970 < RNN 1014 < Transformer 1109; WikiText-2 RNN 1933 < Transformer 2023 < LSTM 2079. The Transformer
+    # is lowest on neither corpus. gpu is declared, not measured (no GPU here): in users' full runs of
+    # pytorch/examples the LSTM beats the Transformer on WikiText-2, so the claim is not expected to hold there either.
+    ARCHITECTURES: {"cpu": N, "gpu": N},
+    # Declared, not measured (no weights here): 16 steps at lr 2e-5 cannot halve perplexity; at gpu, the seed's
+    # schedule on the full split is what the seed reports as 3.2x.
+    "gpt2": {"cpu": N, "gpu": R},
     "smollm2-135m": {"cpu": N, "gpu": N},
 }
 FINETUNED = ("gpt2", "smollm2-135m")

@@ -44,7 +44,7 @@ def perplexity_bars(settings: dict[str, dict[str, float]], published: dict[str, 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    groups = [*settings, "seed 004 (WikiText-2)"]
+    groups = [*settings, "seed 004\n(WikiText-2)"]
     values = [*settings.values(), published]
     kinds = list(COLORS)
     fig, ax = plt.subplots(figsize=(8, 3.8))

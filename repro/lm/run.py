@@ -100,8 +100,8 @@ def run_architectures(settings: LMSettings, out_dir: Path, *, work_dir: Path | N
             {c: {k: r.batch_losses for k, r in by_kind.items()} for c, by_kind in runs.items()}, settings.log_every,
             out_dir / "word-lms-perplexity-batch-losses.png"),
         "perplexity": plots.perplexity_bars(
-            {"PTB": val_ppl["ptb"], "WikiText-2 (1: trained on it)": val_ppl["wikitext2"],
-             "WikiText-2 (2: PTB-trained, OOV->unk)": cross_ppl},
+            {"PTB": val_ppl["ptb"], "WikiText-2\n(1: trained on it)": val_ppl["wikitext2"],
+             "WikiText-2\n(2: PTB-trained, OOV->unk)": cross_ppl},
             PUBLISHED["wikitext2_val_ppl"], budget, out_dir / "word-lms-perplexity-orderings.png"),
     }
     return ArchitecturesResult(
