@@ -106,6 +106,10 @@ class ArchitecturesResult:
             "Samples: temperature sampling from the WikiText-2 models; repetition and variety are measured "
             "(repeated 3-gram rate, <unk> rate, distinct-1/2), the seed's judgements of grammar and coherence are not.",
         ]
+        best_epochs = {f"{CORPUS_NAMES[c]} {NAMES[k]}": min(r.epochs, key=lambda e: e["val_loss"])["epoch"]
+                       for c, by_kind in self.runs.items() for k, r in by_kind.items()}
+        notes.append("Best validation epoch: " + ", ".join(f"{m} {e}" for m, e in best_epochs.items()) + ". A best epoch "
+                     "before the last while the train loss still falls means repeated epochs over a short prefix overfit it.")
         if winners["ptb"] == winners["wikitext2"] == "LSTM":
             notes.append("At this budget the LSTM, not the Transformer, reaches the lowest perplexity on both corpora.")
         epoch_rows = [
