@@ -85,11 +85,12 @@ def run_architectures(settings: LMSettings, out_dir: Path, *, work_dir: Path | N
                         cross_ppl[kind] = math.exp(evaluate(model, data, settings.seq_len))
                 else:  # the seed sampled from its WikiText-2 models
                     with timer.stage("sample"):
+                        # The same seeds for every model (common random numbers): samples differ where the models do.
                         samples[kind] = {
                             prompt: [sample(model, corpus.vocab, prompt, settings.sample_words,
-                                            temperature=settings.temperature, seed=settings.sample_seed + i)
+                                            temperature=settings.temperature, seed=settings.sample_seed + 100 * p + i)
                                      for i in range(settings.samples_per_prompt)]
-                            for prompt in PROMPTS
+                            for p, prompt in enumerate(PROMPTS)
                         }
     budget = budget_text(settings)
     figures = {
