@@ -62,6 +62,8 @@ EXPECTED = {  # subject: {profile: declared verdict}
     # Declared, not measured (no weights here): 16 steps at lr 2e-5 cannot halve perplexity; at gpu, the seed's
     # schedule on the full split is what the seed reports as 3.2x.
     "gpt2": {"cpu": N, "gpu": R},
+    # Measured at cpu: 18.74 -> 17.20 (1.09x) on 8 held-out blocks after 16 steps. gpu declared, not measured: the
+    # instruct model starts far below GPT-2's 28.3, leaving less to gain.
     "smollm2-135m": {"cpu": N, "gpu": N},
 }
 FINETUNED = ("gpt2", "smollm2-135m")
