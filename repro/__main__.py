@@ -15,6 +15,7 @@ from repro.profiles import PROFILE_ENV
 # command -> (module with ``main(argv) -> int``, one-line help)
 CLAIM_COMMANDS = {
     "ioi": ("repro.ioi.cli", "claim 1: IOI activation patching (Filter -> Collect -> Patch -> Plot)"),
+    "lm": ("repro.lm.cli", "claim 5: RNN / LSTM / Transformer word LMs (train, sample, compare) and PubMedQA fine-tuning"),
     "split": ("repro.split.cli", "claim 3: split learning, Bottom/Top parameters, MACs and times"),
     "sdc": ("repro.sdc.cli", "claim 4: silent data corruption in attention, caught by bound violations"),
 }

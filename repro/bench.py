@@ -17,6 +17,7 @@ BENCHMARKS = {
     "split": "repro.split.benchmark:run_benchmark",
     "ioi": "repro.ioi.benchmark:run_benchmark",
     "sdc": "repro.sdc.benchmark:run_benchmark",
+    "lm": "repro.lm.benchmark:run_benchmark",
 }
 
 

@@ -50,6 +50,45 @@ class SDCSettings:
     layer_depths: tuple[float, ...] | None = (0.0, 0.5, 1.0)
     clean_calls: int = 1000  # clean attention calls (layers x windows) checked for false positives
     batch_size: int = 32  # faults per forward pass (one per batch row)
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Claim 5 Part C: a pretrained causal LM fine-tuned on PubMedQA (seed 004: lr 2e-5, batch 4, 500 warm-up
+    steps, early stopping patience 3, ~600 steps)."""
+
+    seq_len: int = 256  # tokens per block of the packed question + context + long answer stream
+    batch_size: int = 1  # the seed's 4 costs 4x per step; the cpu budget buys more steps at 1
+    max_steps: int | None = 16  # None: epochs until early stopping
+    max_epochs: int = 3
+    lr: float = 2e-5  # the seed's
+    warmup_steps: int = 2  # the seed's 500 do not fit 16 steps; ~10% of them instead
+    eval_blocks: int | None = 8  # held-out blocks scored before and after (None: the whole test stream)
+    eval_every: int | None = None  # steps between held-out evaluations for early stopping (None: per epoch)
+    patience: int = 3  # evaluations without improvement before stopping (the seed's)
+    new_tokens: int = 40  # greedy continuation of the seed's prompt, before and after
+    data_seed: int = 0  # order of the training blocks
+
+
+@dataclass(frozen=True)
+class LMSettings:
+    """Claim 5 (seed 004): RNN / LSTM / Transformer word LMs trained with one recipe; Part C fine-tuning."""
+
+    seq_len: int = 35  # BPTT window (the seed's maximum 256 buys too few optimizer steps on a CPU budget)
+    train_tokens: int | None = 12_000  # prefix of each training split (None: all of it)
+    valid_tokens: int | None = 6_000  # prefix of each validation split (None: all of it)
+    max_epochs: int = 3  # the seed trains until early stopping
+    batch_size: int = 20
+    eval_batch_size: int = 10
+    lr: float = 1e-3  # Adam
+    clip: float = 0.25  # gradient-norm clipping
+    lr_patience: int = 2  # epochs without validation improvement before the lr is halved
+    stop_patience: int = 5  # epochs without validation improvement before training stops
+    log_every: int = 10  # batches between loss reports (the seed's 50 is more than a cpu epoch)
+    model_seed: int = 0  # initial weights and dropout of every model
+    sample_words: int = 40  # words generated per sample
+    samples_per_prompt: int = 4
+    temperature: float = 1.0
+    sample_seed: int = 0
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
 
 @dataclass(frozen=True)
@@ -62,6 +101,7 @@ class Profile:
     split: SplitSettings = field(default_factory=SplitSettings)
     ioi: IOISettings = field(default_factory=IOISettings)
     sdc: SDCSettings = field(default_factory=SDCSettings)
+    lm: LMSettings = field(default_factory=LMSettings)
 
     def requires(self, model_key: str) -> bool:
         return model_key in self.required_models
@@ -85,6 +125,9 @@ PROFILES: dict[str, Profile] = {
         ioi=IOISettings(n_pairs=200),
         sdc=SDCSettings(seeds=(0, 1, 2, 3), window_len=128, n_windows=16, layer_depths=None, clean_calls=4000,
                         batch_size=64),
+        lm=LMSettings(seq_len=256, train_tokens=None, valid_tokens=None, max_epochs=40, log_every=50,
+                      finetune=FinetuneSettings(seq_len=512, batch_size=4, max_steps=None, warmup_steps=500,
+                                                eval_blocks=None, eval_every=100)),
     ),
 }
 
