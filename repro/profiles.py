@@ -50,6 +50,8 @@ class SDCSettings:
     layer_depths: tuple[float, ...] | None = (0.0, 0.5, 1.0)
     clean_calls: int = 1000  # clean attention calls (layers x windows) checked for false positives
     batch_size: int = 32  # faults per forward pass (one per batch row)
+
+
 @dataclass(frozen=True)
 class FinetuneSettings:
     """Claim 5 Part C: a pretrained causal LM fine-tuned on PubMedQA (seed 004: lr 2e-5, batch 4, 500 warm-up
