@@ -99,7 +99,7 @@ def _hub_files(names: tuple[str, ...]) -> dict[str, Path]:
     """Files of the hub's ``gpt2`` repository (downloaded once into the Hugging Face cache)."""
     from huggingface_hub import snapshot_download
 
-    folder = Path(snapshot_download(GPT2_HUB_ID, allow_patterns=list(names)))
+    folder = Path(snapshot_download(GPT2_HUB_ID, allow_patterns=list(names), local_files_only=not hub_allowed()))
     return {name: folder / name for name in names}
 
 

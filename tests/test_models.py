@@ -153,3 +153,13 @@ def test_the_gpt2_tokenizer_reads_only_the_checksummed_files(tmp_path, monkeypat
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     tok = models.gpt2_tokenizer()
     assert tok(" Mary").input_ids == [5335] and tok("Mary").input_ids == [24119] and len(tok) == 50257
+
+
+def test_no_gpt2_weights_offline_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv(models.GPT2_PATH_ENV, raising=False)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty Hugging Face cache
+    with pytest.raises(ModelUnavailable, match=r"looked in \$REPRO_GPT2_PATH \(unset\) and the Hugging Face cache/hub "
+                                               r"for 'gpt2'\. \(HF_HUB_OFFLINE is set, so the hub was not asked\.\) Set"):
+        models._load_gpt2()
