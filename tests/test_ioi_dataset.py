@@ -11,6 +11,7 @@ from repro.ioi.dataset import (
     ORDERS,
     S2_SWAP,
     TEMPLATES,
+    IOIPair,
     PairFileError,
     generate_pairs,
     load_pairs,
@@ -152,3 +153,18 @@ def test_multi_token_targets_and_length_mismatch_are_rejected(tokenizer, tmp_pat
     )
     with pytest.raises(PairFileError, match="is 14 tokens but corrupted"):
         tokenize_pairs(tokenizer, load_pairs(path))
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({**SEED, "io": "Mary"}, r"answer io='Mary' is not a token of the clean prompt as tokenised; .* did you mean ' Mary'\?"),
+        ({**SEED, "s": "John "}, r"answer s='John ' is 2 tokens for this tokenizer; .* did you mean ' John'\?"),
+        ({**SEED, "io": " Alice"}, r"answer io=' Alice' is not a token of the clean prompt .* with its leading space"),
+    ],
+)
+def test_an_answer_must_be_a_token_of_its_prompt(tokenizer, entry, message):
+    """'Mary' (no space) is a single GPT-2 token too, but not the one the prompt uses: accepted, it would
+    silently measure the logit difference of another token."""
+    with pytest.raises(PairFileError, match=message):
+        tokenize_pairs(tokenizer, [IOIPair(entry["normal"], entry["corrupted"], entry["io"], entry["s"])])

@@ -93,6 +93,92 @@ def test_report_without_results_says_how_to_make_them(tmp_path):
 def test_corrupt_record_is_named(tmp_path):
     folder = results.results_dir("cpu", tmp_path)
     folder.mkdir(parents=True)
-    (folder / "bad.json").write_text("{}")
-    with pytest.raises(ValueError, match="bad.json is not a valid result record"):
+    (folder / "demo__gpt2.json").write_text("{}")
+    with pytest.raises(ValueError, match="demo__gpt2.json is not a valid result record"):
         load_records("cpu", tmp_path)
+
+
+# ---- the report reads only what the suite wrote: bad input -> one line naming the file and the fix ----
+
+
+def _break_stray(folder):
+    (folder / "notes.json").write_text('{"a": 1}')
+
+
+def _break_text(folder):
+    (folder / "README.txt").write_text("my notes")
+
+
+def _break_folder(folder):
+    (folder / "old").mkdir()
+
+
+def _break_renamed_copy(folder):
+    (folder / "demo__gpt2.json").write_text((folder / "demo__gpt2-random.json").read_text())
+
+
+def _break_other_profile(folder):
+    path = folder / "demo__gpt2-random.json"
+    path.write_text(path.read_text().replace('"profile": "cpu"', '"profile": "gpu"'))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_break_stray, r"notes.json is not a result record \(only <claim>__<model>.json files belong in .*results\)"),
+        (_break_text, r"README.txt is not a result record"),
+        (_break_folder, r"old is not a result record"),
+        (_break_renamed_copy, r"demo__gpt2.json holds claim 'demo' on model 'gpt2-random', not what its name says; "
+                              r"delete it \(or rename it to demo__gpt2-random.json\)"),
+        (_break_other_profile, r"demo__gpt2-random.json is a record of profile 'gpu', not 'cpu'"),
+    ],
+)
+def test_anything_but_a_matching_record_in_results_is_an_error(tmp_path, damage, message):
+    """Before: a stray README.txt was skipped silently, a renamed copy became a second report row and a gpu
+    record was reported as cpu."""
+    write_record(_record(), tmp_path)
+    damage(results.results_dir("cpu", tmp_path))
+    with pytest.raises(ValueError, match=message):
+        load_records("cpu", tmp_path)
+
+
+def test_a_write_in_progress_is_not_an_error(tmp_path):
+    path = write_record(_record(), tmp_path)
+    (path.parent / f".{path.name}.abc123.tmp").write_text("{")  # repro.files.write_atomic's temporary name
+    assert [r.model for r in load_records("cpu", tmp_path)] == ["gpt2-random"]
+
+
+def test_report_command_honours_repro_profile(tmp_path, monkeypatch, capsys):
+    from repro.__main__ import main
+
+    record = _record()
+    record.profile = "gpu"
+    write_record(record, tmp_path)
+    monkeypatch.setenv(results.REPORTS_ENV, str(tmp_path))
+    monkeypatch.setenv("REPRO_PROFILE", "gpu")
+    assert main(["report"]) == 0
+    assert "profile `gpu`" in (tmp_path / "gpu" / "report.md").read_text()
+    assert not (tmp_path / "cpu").exists()
+
+
+@pytest.mark.parametrize("argv, env", [(["report", "laptop"], None), (["report"], "laptop")])
+def test_report_command_refuses_an_unknown_profile_listing_the_valid_ones(tmp_path, monkeypatch, capsys, argv, env):
+    from repro.__main__ import main
+
+    monkeypatch.setenv(results.REPORTS_ENV, str(tmp_path))
+    if env:
+        monkeypatch.setenv("REPRO_PROFILE", env)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "python -m repro report: error: Unknown profile 'laptop'; valid profiles: cpu, gpu.\n"
+
+
+def test_report_command_turns_a_stray_file_into_one_line(tmp_path, monkeypatch, capsys):
+    from repro.__main__ import main
+
+    write_record(_record(), tmp_path)
+    (results.results_dir("cpu", tmp_path) / "notes.txt").write_text("")
+    monkeypatch.setenv(results.REPORTS_ENV, str(tmp_path))
+    assert main(["report", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "notes.txt is not a result record" in err

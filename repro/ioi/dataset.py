@@ -433,26 +433,45 @@ class PairBatch:
         )
 
 
+def prompt_token(tokenizer, text: str, prompt: list[int]) -> int | None:
+    """The id of ``text`` if it is one token that occurs in ``prompt`` (token ids), else None."""
+    ids = token_ids(tokenizer, text)
+    return ids[0] if len(ids) == 1 and ids[0] in prompt else None
+
+
+def answer_id(tokenizer, i: int, pair: IOIPair, role: str, clean: list[int]) -> int:
+    """The token id of answer ``role`` ("io" or "s"), which must be one token of the clean prompt as
+    tokenised: "Mary" and " Mary" are different tokens, and only the one the prompt uses (with its leading
+    space) is the name the model is asked to predict; the other would silently measure another logit
+    difference."""
+    text = getattr(pair, role)
+    if (token := prompt_token(tokenizer, text, clean)) is not None:
+        return token
+    n_tokens = len(token_ids(tokenizer, text))
+    what = f"{n_tokens} tokens for this tokenizer" if n_tokens != 1 else "not a token of the clean prompt as tokenised"
+    fixes = [c for c in (" " + text.strip(), text.strip()) if c != text and prompt_token(tokenizer, c, clean) is not None]
+    hint = f"did you mean {fixes[0]!r}?" if fixes else (
+        "write the name as the prompt has it, with its leading space (e.g. ' Mary'), and pick a name the "
+        "tokenizer keeps whole."
+    )
+    raise PairFileError(
+        f"Pair {i} ({pair.clean!r}): answer {role}={text!r} is {what}; the logit difference needs each answer "
+        f"to be one token of the prompt: {hint}"
+    )
+
+
 def tokenize_pairs(tokenizer, pairs: list[IOIPair]) -> list[PairBatch]:
-    """Tokenize and batch by token length; a clear error for multi-token answers or clean/corrupted
-    prompts of different token lengths (patching position by position needs them aligned)."""
+    """Tokenize and batch by token length; a clear error for an answer that is not one token of its clean
+    prompt, or clean/corrupted prompts of different token lengths (patching position by position needs
+    them aligned)."""
     if not pairs:
         raise ValueError(
             "No IOI pairs given; generate some with generate_pairs or read them with load_pairs."
         )
     groups: dict[int, list[tuple[int, list[int], list[int], int, int]]] = defaultdict(list)
     for i, pair in enumerate(pairs):
-        answer = {}
-        for role in ("io", "s"):
-            ids = token_ids(tokenizer, getattr(pair, role))
-            if len(ids) != 1:
-                raise PairFileError(
-                    f"Pair {i} ({pair.clean!r}): answer {role}={getattr(pair, role)!r} is {len(ids)} tokens for "
-                    f"this tokenizer; the logit difference needs single-token answers (include the leading "
-                    f"space, e.g. ' Mary', and pick a name the tokenizer keeps whole)."
-                )
-            answer[role] = ids[0]
         clean, corrupted = token_ids(tokenizer, pair.clean), token_ids(tokenizer, pair.corrupted)
+        answer = {role: answer_id(tokenizer, i, pair, role, clean) for role in ("io", "s")}
         if len(clean) != len(corrupted):
             raise PairFileError(
                 f"Pair {i}: clean prompt {pair.clean!r} is {len(clean)} tokens but corrupted {pair.corrupted!r} is "

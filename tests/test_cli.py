@@ -1,0 +1,97 @@
+"""repro.cli: bad input is one line on stderr and exit status 2, found before any model is loaded.
+
+| input                                   | message (one line)                                                   |
+|-----------------------------------------|----------------------------------------------------------------------|
+| --profile laptop / REPRO_PROFILE=laptop | Unknown profile 'laptop'; valid profiles: cpu, gpu.                   |
+| --profile gpu without CUDA              | profile 'gpu' needs a CUDA GPU, but torch ... sees none; use ...       |
+| REPRO_OPTIONAL_MODELS=gpt3              | $REPRO_OPTIONAL_MODELS names 'gpt3', not a model of profile ...; valid |
+| --out whose parent cannot be written    | --out's parent folder ... is not writable (...); choose another folder |
+"""
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from repro import cli
+from repro.assets import AssetError
+from repro.cli import EXIT_BAD_INPUT, UserError, guarded, prepare, resolve_profile
+
+
+def test_an_unknown_profile_lists_the_valid_ones(monkeypatch):
+    with pytest.raises(UserError, match=r"^Unknown profile 'laptop'; valid profiles: cpu, gpu\.$"):
+        resolve_profile("laptop")
+    monkeypatch.setenv("REPRO_PROFILE", "laptop")
+    with pytest.raises(UserError, match=r"Unknown profile 'laptop'"):
+        resolve_profile(None)
+
+
+def test_the_gpu_profile_without_cuda_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"profile 'gpu' needs a CUDA GPU, but torch .* sees none; use --profile cpu"):
+        resolve_profile("gpu")
+    assert resolve_profile("gpu", check_device=False).name == "gpu"  # e.g. `report gpu` on a laptop
+
+
+def test_a_bad_optional_models_override_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("REPRO_OPTIONAL_MODELS", "gpt3")
+    with pytest.raises(UserError, match=r"REPRO_OPTIONAL_MODELS names 'gpt3'.*valid: gpt2-random, smollm2-135m, gpt2"):
+        resolve_profile("cpu")
+
+
+def _args(out: Path, profile: str = "cpu") -> argparse.Namespace:
+    return argparse.Namespace(profile=profile, out=out, model="gpt2-random", quiet=True)
+
+
+def test_prepare_refuses_an_out_folder_that_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder inside a file cannot be made, even by root
+    with pytest.raises(UserError, match=r"^--out's parent folder .*a-file/sub is not writable \(.*\); choose another folder\.$"):
+        prepare(_args(blocker / "sub" / "out"))
+
+
+def test_prepare_creates_the_out_parent_and_leaves_nothing_behind(tmp_path):
+    assert prepare(_args(tmp_path / "new" / "out")).name == "cpu"
+    assert (tmp_path / "new").is_dir() and list((tmp_path / "new").iterdir()) == []
+
+
+def test_prepare_checks_the_profile_before_the_folder(tmp_path):
+    with pytest.raises(UserError, match="Unknown profile"):
+        prepare(_args(tmp_path / "a-file-that-does-not-matter" / "out", profile="laptop"))
+
+
+@pytest.mark.parametrize("error", [UserError("--pairs x.json: bad"), AssetError("Data file not found: looked for y")])
+def test_guarded_turns_bad_input_into_one_line_and_exit_2(capsys, error):
+    def body():
+        raise error
+
+    assert guarded("demo", body) == EXIT_BAD_INPUT == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"python -m repro demo: error: {error}\n" and captured.out == ""
+
+
+def test_guarded_reports_an_interrupt_in_one_line(capsys):
+    def body():
+        raise KeyboardInterrupt
+
+    assert guarded("demo", body) == 130
+    assert capsys.readouterr().err == "python -m repro demo: interrupted; no partial output was kept.\n"
+
+
+def test_guarded_lets_bugs_through_with_their_traceback():
+    def body():
+        raise ZeroDivisionError  # not bad input: a bug, whose traceback the developer needs
+
+    with pytest.raises(ZeroDivisionError):
+        guarded("demo", body)
+    assert guarded("demo", lambda: 0) == 0
+
+
+def test_claim_parser_lists_the_valid_models(capsys):
+    parser = cli.claim_parser("demo", "A demo.", models=("gpt2", "gpt2-random"), default_model="gpt2", default_out="out")
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--model", "gpt3"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err  # argparse's usage line, then the error naming the valid choices
+    assert "invalid choice: 'gpt3'" in err and "gpt2-random" in err
