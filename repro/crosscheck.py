@@ -64,7 +64,7 @@ class Comparison:
     ours: str  # the function on our side
     theirs: str  # the function on TransformerLens's side
     shape: tuple[int, ...]  # [..., pair]
-    max_value: float  # largest |logit diff| compared, for scale
+    max_effect: float  # largest |ours - corrupted logit diff|: what a wrong patch would get wrong
     max_diff: float  # largest |ours - theirs|; inf when the shapes differ
 
     @property
@@ -72,11 +72,13 @@ class Comparison:
         return self.max_diff <= TOLERANCE
 
 
-def compare(name: str, ours: str, theirs: str, a: torch.Tensor, b: torch.Tensor) -> Comparison:
+def compare(name: str, ours: str, theirs: str, a: torch.Tensor, b: torch.Tensor, corrupted: torch.Tensor) -> Comparison:
+    """Our values ``a`` [..., pair] against theirs ``b``; ``corrupted`` [pair] (the unpatched run) gives the
+    size of the effects, so a reader sees the agreement is far finer than what patching changes."""
+    effect = float((a - corrupted).abs().max())
     if a.shape != b.shape:
-        return Comparison(name, ours, theirs, tuple(a.shape), float("nan"), float("inf"))
-    diff = float((a.double() - b.double()).abs().max())
-    return Comparison(name, ours, theirs, tuple(a.shape), float(a.abs().max()), diff)
+        return Comparison(name, ours, theirs, tuple(a.shape), effect, float("inf"))
+    return Comparison(name, ours, theirs, tuple(a.shape), effect, float((a.double() - b.double()).abs().max()))
 
 
 def pairs_batch(tokenizer, n_pairs: int, template: int, seed: int = 0) -> PairBatch:
@@ -162,7 +164,7 @@ def run(n_pairs: int, template: int) -> tuple[list[Comparison], dict]:
     start = time.perf_counter()
     b = theirs(lm, batch)
     theirs_s = time.perf_counter() - start
-    comparisons = [compare(name, f, g, a[key], b[key]) for key, name, f, g in ROWS]
+    comparisons = [compare(name, f, g, a[key], b[key], a["corrupted"]) for key, name, f, g in ROWS]
     context = {
         "pairs": batch.size,
         "tokens": batch.n_pos,
@@ -194,19 +196,21 @@ def render(comparisons: list[Comparison], context: dict) -> str:
         "at random init. Written by `nox -s crosscheck` (`python -m repro.crosscheck`, "
         "see `repro/crosscheck.py`).",
         "",
-        "| comparison | ours | TransformerLens | shape | max \\|logit diff\\| | max \\|difference\\| | result |",
+        "| comparison | ours | TransformerLens | shape | max \\|effect\\| | max \\|difference\\| | result |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in comparisons:
         shape = "×".join(map(str, c.shape))
         result = "pass" if c.passed else "**FAIL**"
         lines.append(
-            f"| {c.name} | `{c.ours}` | `{c.theirs}` | {shape} | {_fmt(c.max_value)} | {_fmt(c.max_diff)} | {result} |"
+            f"| {c.name} | `{c.ours}` | `{c.theirs}` | {shape} | {_fmt(c.max_effect)} | {_fmt(c.max_diff)} | {result} |"
         )
     versions = {p: _version(p) for p in ("transformer-lens", "torch", "transformers")}
     lines += [
         "",
-        "Shapes are [layer, head, pair] for heads, [layer, position, pair] for the residual stream, [pair] unpatched.",
+        "Shapes are [layer, head, pair] for heads, [layer, position, pair] for the residual stream, [pair] "
+        "unpatched. Effect: |ours − our corrupted logit diff|, how far patching moves the numbers compared "
+        "(a patch in the wrong place would differ by about this much).",
         "",
         "Provenance: " + ", ".join(f"{p} {v}" for p, v in versions.items())
         + f"; lock `locks/crosscheck.txt` sha256 {(lock.sha256(lock.CROSSCHECK_LOCK) or 'missing')[:16]}…"

@@ -13,35 +13,39 @@ from repro.report import crosscheck_section
 
 
 def test_pairs_come_from_one_template_as_one_batch():
-    batch = crosscheck.pairs_batch(gpt2_tokenizer(), n_pairs=3, template=1)
+    tokenizer = gpt2_tokenizer()
+    batch = crosscheck.pairs_batch(tokenizer, n_pairs=3, template=1)
     assert batch.size == 3 and batch.first_difference() < batch.n_pos
     prefix = TEMPLATES[1].split("{A}")[0].strip()  # "When"
-    assert all(gpt2_tokenizer().decode(row).startswith(prefix) for row in batch.clean)
+    assert all(tokenizer.decode(row).startswith(prefix) for row in batch.clean)
 
 
 def test_our_side_gives_raw_logit_diffs_in_transformer_lens_shapes():
     lm = load_model("gpt2-random")
-    batch = crosscheck.pairs_batch(lm.tokenizer, n_pairs=2, template=0)
+    batch = crosscheck.pairs_batch(lm.tokenizer, n_pairs=1, template=0)
     out = crosscheck.ours(lm, batch)
     n = lm.adapter.n_layers, lm.adapter.n_heads
-    assert out["heads"].shape == out["heads_final"].shape == (*n, 2)
-    assert out["resid"].shape == (n[0], batch.n_pos, 2) and out["clean"].shape == (2,)
-    # patching the whole residual stream at layer 0, position 0... is the clean run only where it differs
-    assert torch.equal(out["resid"][:, 0], out["corrupted"].expand(n[0], 2))
+    assert out["heads"].shape == out["heads_final"].shape == (*n, 1)
+    assert out["resid"].shape == (n[0], batch.n_pos, 1) and out["clean"].shape == (1,)
+    # before the first token that differs, patching the residual stream changes nothing
+    assert torch.equal(out["resid"][:, 0], out["corrupted"].expand(n[0], 1))
+    assert not torch.equal(out["resid"][0, -1], out["corrupted"])  # at the end it brings the clean run back
 
 
 def test_a_difference_beyond_the_tolerance_or_a_shape_mismatch_fails():
-    a = torch.zeros(2, 3)
-    assert crosscheck.compare("x", "f", "g", a, a + crosscheck.TOLERANCE / 2).passed
-    assert not crosscheck.compare("x", "f", "g", a, a + 3 * crosscheck.TOLERANCE).passed
-    assert not crosscheck.compare("x", "f", "g", a, torch.zeros(3, 2)).passed
+    a, corrupted = torch.zeros(2, 3), torch.zeros(3)
+    assert crosscheck.compare("x", "f", "g", a, a + crosscheck.TOLERANCE / 2, corrupted).passed
+    assert not crosscheck.compare("x", "f", "g", a, a + 3 * crosscheck.TOLERANCE, corrupted).passed
+    assert not crosscheck.compare("x", "f", "g", a, torch.zeros(3, 2), corrupted).passed
+    assert crosscheck.compare("x", "f", "g", a + 0.5, a + 0.5, corrupted).max_effect == 0.5
 
 
 def test_the_table_names_each_comparison_and_the_verdict():
+    corrupted = torch.zeros(4)
     ok = crosscheck.compare("heads", "head_patched_ld", "get_act_patch_attn_head_out_all_pos",
-                            torch.ones(12, 12, 4), torch.ones(12, 12, 4))
+                            torch.ones(12, 12, 4), torch.ones(12, 12, 4), corrupted)
     bad = crosscheck.compare("resid", "resid_patched_ld", "get_act_patch_resid_pre",
-                             torch.zeros(12, 15, 4), torch.full((12, 15, 4), 1e-3))
+                             torch.zeros(12, 15, 4), torch.full((12, 15, 4), 1e-3), corrupted)
     context = {"pairs": 4, "tokens": 15, "template": 0, "example": "After Mary ...",
                "seconds": {"ours": 1.0, "TransformerLens": 9.0}}
     text = crosscheck.render([ok, bad], context)
