@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT))
 from repro.lock import CROSSCHECK_LOCK, SUITE_LOCK, constraints, read_lock  # noqa: E402  (standard library only)
 
 # An unpinned torch pulls the CUDA build (gigabytes), so torch is always pinned: by default to the lock's
-# (locks/suite.in: torch==2.13.0, the CPU build here); a GPU machine sets e.g. REPRO_TORCH_SPEC="torch==2.5.1", and then the
-# lock's torch and what only torch needs yield to it (repro.lock.constraints).
+# (locks/suite.in: torch==2.13.0, the CPU build here). A GPU machine sets e.g. REPRO_TORCH_SPEC="torch==2.5.1";
+# then the lock's torch and what only torch needs yield to it (repro.lock.constraints).
 TORCH_SPEC = os.environ.get("REPRO_TORCH_SPEC") or next(
     line.strip() for line in (ROOT / "locks" / "suite.in").read_text().splitlines() if line.startswith("torch==")
 )
