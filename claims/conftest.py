@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from repro.results import (
     provenance,
     write_record,
 )
-from repro.snapshots import tolerant_json_extension
+from repro.snapshots import mismatches, tolerant_json_extension
 from repro.verdicts import Claim, ClaimResult
 
 TORCH_SEED = 0  # torch's global seed, set before every experiment
@@ -141,7 +142,24 @@ def check_snapshot(snapshot, request, profile):
             outcome.record.snapshot = "updated" if location.exists() and location.read_text() != before else "matched"
         else:
             outcome.record.snapshot = "matched" if matched else "mismatch"
-        assert matched, f"{outcome.record.model}: numbers differ from the snapshot beyond (rel {rel}, abs {abs})"
+        if not matched and before is None:
+            pytest.fail(f"No reference snapshot for {outcome.record.model} at {location} (--strict-snapshots); "
+                        "record one with --snapshot-update and commit it.", pytrace=False)
+        if not matched:
+            new = json.loads(assertion.extension.serialize(data))  # as stored: rounded like the snapshot
+            moved = mismatches(new, json.loads(before), rel=rel, abs=abs)
+            pytest.fail(moved_numbers(f"{outcome.record.model} at profile {profile.name}", location, moved, rel, abs),
+                        pytrace=False)
 
     return check
+
+
+def moved_numbers(what: str, location: Path, moved: list[str], rel: float, abs: float) -> str:
+    """A snapshot failure that lists every number that moved (path: new != snapshot, with the tolerance),
+    not just "differs", so an upgrade's effect can be read off the failure."""
+    return (
+        f"{what}: {len(moved)} number(s) moved beyond the tolerance (rel {rel}, abs {abs}) from {location}; "
+        "each line is `path: new != snapshot`:\n  " + "\n  ".join(moved)
+        + "\nIf the change is intended, record it with --snapshot-update and review the diff."
+    )
 

@@ -15,7 +15,7 @@ BADGE = {
     Verdict.NOT_RUN: "⏸ NOT_RUN",
 }
 BENCH_FILE = "bench.md"  # written by repro.bench next to the report
-SHARED_PROVENANCE = ("git_commit", "python", "platform", "cpu", "cpu_count", "torch_threads", "cuda")
+SHARED_PROVENANCE = ("git_commit", "python", "platform", "cpu", "cpu_count", "torch_threads", "cuda", "lock_sha256", "lock_drift")
 
 
 def fmt(value) -> str:
@@ -159,6 +159,18 @@ def benchmark_section(profile: str, root: Path | None = None) -> str:
     return f"## Benchmarks\n\nFrom [`{BENCH_FILE}`]({BENCH_FILE}).\n{body}"
 
 
+CROSSCHECK_FILE = "crosscheck.md"  # written by `nox -s crosscheck` (repro/crosscheck.py) next to the cpu report
+
+
+def crosscheck_section(profile: str, root: Path | None = None) -> str:
+    """The verdict line of the latest TransformerLens cross-check of the patching code, and a link to its table."""
+    path = profile_dir(profile, root) / CROSSCHECK_FILE
+    if not path.is_file():
+        return f"## Cross-check with TransformerLens\n\nNone for profile `{profile}`: `nox -s crosscheck` writes `reports/cpu/{CROSSCHECK_FILE}`."
+    verdict = next((line for line in path.read_text().splitlines() if line.startswith("**")), "(no verdict line)")
+    return f"## Cross-check with TransformerLens\n\n{verdict} Table: [`{CROSSCHECK_FILE}`]({CROSSCHECK_FILE})."
+
+
 def build_report(profile: str, root: Path | None = None) -> str:
     records = load_records(profile, root)
     by_claim: dict[str, list[ClaimRecord]] = defaultdict(list)
@@ -177,6 +189,8 @@ def build_report(profile: str, root: Path | None = None) -> str:
         "",
         *(claim_section(rs) for rs in by_claim.values()),
         benchmark_section(profile, root),
+        "",
+        crosscheck_section(profile, root),
         "",
         provenance_section(records),
         "",

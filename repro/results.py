@@ -13,9 +13,11 @@ import os
 import platform
 import re
 import subprocess
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from repro import lock
 from repro.files import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
 from repro.verdicts import Claim, Measurement, Verdict
 
@@ -172,8 +174,20 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+@cache
+def _lock_provenance() -> dict:
+    """The committed lock's sha256 and each installed package whose version differs from it: an empty
+    drift means the environment is the locked one (``REPRO_UNLOCKED=1`` or a hand-made venv shows here)."""
+    digest = lock.sha256()
+    if digest is None:
+        return {"lock_sha256": None, "lock_drift": f"unknown: no lock at {lock.SUITE_LOCK}"}
+    installed = {lock.canonical(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    return {"lock_sha256": digest, "lock_drift": "; ".join(lock.drift(lock.read_lock(), installed)) or "none"}
+
+
 def provenance(**extra) -> dict:
-    """Where a number came from: code, packages, machine and time (plus model/data hashes via ``extra``)."""
+    """Where a number came from: code, packages (and the lock they were installed from), machine and time
+    (plus model/data hashes via ``extra``)."""
     import torch
 
     commit = _git("rev-parse", "HEAD")
@@ -181,6 +195,7 @@ def provenance(**extra) -> dict:
     return {
         "git_commit": commit + ("+dirty" if dirty and commit != "unknown" else ""),
         "packages": {p: _version(p) for p in PACKAGES},
+        **_lock_provenance(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
