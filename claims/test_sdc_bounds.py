@@ -54,11 +54,13 @@ EXPECTED = {  # model: {profile: declared verdict}
     # The published model, when its weights are present: not measured here; declared as published.
     "gpt2": {"cpu": R, "gpu": R},
     # Measured (cpu): 12 of 13 harmful faults flagged (92%), 0 of 1,008 clean calls; the escape is an
-    # exponent flip of an attention output that stayed inside the values' range. gpu: not measured here.
-    "gpt2-random": {"cpu": P, "gpu": P},
+    # exponent flip of an attention output that stayed inside the values' range. gpu (H100, 768 faults):
+    # recall 1.00, 0 of 4,008 clean calls flagged.
+    "gpt2-random": {"cpu": P, "gpu": R},
     # Measured (cpu): 14 of 14 harmful faults flagged, 0 of 1,020 clean calls. Only 14 harmful faults:
-    # 14/14 bounds recall below by ~81% at 95% confidence, so the gpu sweep (768 faults) matters here.
-    "smollm2-135m": {"cpu": R, "gpu": R},
+    # 14/14 bounds recall below by ~81% at 95% confidence, so the gpu sweep matters here. gpu (H100, 768
+    # faults): recall 0.92, 0 of 4,020 clean calls flagged: the larger sweep finds escapes.
+    "smollm2-135m": {"cpu": R, "gpu": P},
 }
 
 

@@ -39,10 +39,12 @@ from repro.verdicts import Claim, Verdict
 
 CLAIM = Claim.parse(__doc__, key="split_learning", number=3)
 
-R = Verdict.REPRODUCED
+R, N = Verdict.REPRODUCED, Verdict.NOT_REPRODUCED
+# The seed timed a CPU. Measured on an H100 (gpu profile): Top/Bottom = 1.02 at [1, 6], the LM head 11% of
+# Top's time: at 6 tokens every part is bound by kernel-launch latency, not by the LM head's matmul.
 EXPECTED = {  # model: {profile: declared verdict}
-    "gpt2": {"cpu": R, "gpu": R},  # the published model, when its weights are present
-    "gpt2-random": {"cpu": R, "gpu": R},  # same shapes, so the same timings
+    "gpt2": {"cpu": R, "gpu": N},  # the published model, when its weights are present
+    "gpt2-random": {"cpu": R, "gpu": N},  # same shapes, so the same timings
 }
 
 # Seed parameter counts in millions, per component, for the GPT-2 small shapes.

@@ -84,6 +84,11 @@ class ModelAdapter:
     def unembed(self) -> nn.Linear:
         return self.model.lm_head
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live: inputs built on the CPU (token ids, answer ids) must move here."""
+        return self.unembed.weight.device
+
     @cached_property
     def cache_kwarg(self) -> str:
         """The keyword blocks take a key/value cache under: ``cache`` from transformers 5.24 on,

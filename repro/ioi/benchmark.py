@@ -92,7 +92,8 @@ def run_benchmark(profile: Profile) -> list[dict]:
         ]
     adapter, settings = loaded.adapter, profile.ioi
     pairs = generate_pairs(loaded.tokenizer, settings.n_pairs, settings.pair_seed, settings.corruption)
-    batches = filter_pairs(adapter, tokenize_pairs(loaded.tokenizer, pairs), pairs, MODEL).batches
+    on_device = [b.to(adapter.device) for b in tokenize_pairs(loaded.tokenizer, pairs)]
+    batches = filter_pairs(adapter, on_device, pairs, MODEL).batches
     caches = [
         (b, collect(adapter, b.clean, b.io, b.s), collect(adapter, b.corrupted, b.io, b.s)) for b in batches
     ]

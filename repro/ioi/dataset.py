@@ -426,8 +426,13 @@ class PairBatch:
         differs = (self.clean != self.corrupted).any(dim=0).nonzero()
         return int(differs[0]) if len(differs) else self.n_pos
 
+    def to(self, device: torch.device | str) -> PairBatch:
+        """The same pairs with their tensors on ``device`` (the model's)."""
+        return PairBatch(self.clean.to(device), self.corrupted.to(device), self.io.to(device), self.s.to(device),
+                         self.index)
+
     def select(self, rows: list[int]) -> PairBatch:
-        keep = torch.tensor(rows, dtype=torch.long)
+        keep = torch.tensor(rows, dtype=torch.long, device=self.clean.device)
         return PairBatch(
             self.clean[keep], self.corrupted[keep], self.io[keep], self.s[keep], [self.index[r] for r in rows]
         )

@@ -26,7 +26,7 @@ def logit_diff(
 def logit_diff_from_logits(logits: torch.Tensor, io: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """The same metric from full logits [batch, pos, d_vocab] -> [batch] (the naive baseline's route)."""
     last = logits[:, -1]
-    rows = torch.arange(last.shape[0])
+    rows = torch.arange(last.shape[0], device=last.device)
     return last[rows, io] - last[rows, s]
 
 

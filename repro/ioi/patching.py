@@ -98,7 +98,7 @@ def head_patched_ld(
     n_heads, size = adapter.n_heads, batch.size
     start = batch.n_pos - 1 if final_only else min(batch.first_difference(), batch.n_pos - 1)
     # copy v of the prompts patches head v: mask [copy, 1, 1, head, 1]
-    which = torch.eye(n_heads, dtype=torch.bool)[:, None, None, :, None]
+    which = torch.eye(n_heads, dtype=torch.bool, device=adapter.device)[:, None, None, :, None]
     entries = {}
     for layer in range(adapter.n_layers):
         clean_z = clean.z[layer][:, start:]  # [batch, pos', head, d_head]

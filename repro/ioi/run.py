@@ -79,6 +79,7 @@ def patch_batches(
             # the estimates are patched - corrupted; add the corrupted logit diff to read like the exact ones
             raw["attr"].append(estimate + corrupted.logit_diff)
             raw["attr_final"].append(estimate_final + corrupted.logit_diff)
+    raw = {k: [t.cpu() for t in v] for k, v in raw.items()}  # results are small: gather them on the host
     clean_ld, corr_ld = torch.cat(raw["clean"]), torch.cat(raw["corr"])
     c, x = float(clean_ld.mean()), float(corr_ld.mean())
 
@@ -105,7 +106,7 @@ def resid_effects(adapter: ModelAdapter, batch: PairBatch, progress: bool = Fals
     """Normalised residual-stream patching, [layer, pos], on pairs that share one template."""
     clean = collect(adapter, batch.clean, batch.io, batch.s)
     corrupted = collect(adapter, batch.corrupted, batch.io, batch.s)
-    patched = resid_patched_ld(adapter, batch, clean, corrupted, progress).mean(-1).double().numpy()
+    patched = resid_patched_ld(adapter, batch, clean, corrupted, progress).mean(-1).double().cpu().numpy()
     return normalised(patched, float(clean.logit_diff.mean()), float(corrupted.logit_diff.mean()))
 
 
@@ -139,7 +140,7 @@ def run_ioi(
     vocab = vocabulary_for(tokenizer)
     if pairs is None:
         pairs = generate_pairs(tokenizer, settings.n_pairs, settings.pair_seed, settings.corruption)
-    batches = tokenize_pairs(tokenizer, pairs)
+    batches = [b.to(adapter.device) for b in tokenize_pairs(tokenizer, pairs)]
     kept = timer.call("filter", filter_pairs, adapter, batches, pairs, lm.key)
 
     effects = patch_batches(adapter, kept.batches, progress=progress, timer=timer)
@@ -238,7 +239,7 @@ def head_effect_matrix(
     IO token, S token) pairs, e.g. ``("After John and Mary went to the store, John gave the bag to",
     "After John and Mary went to the store, Mary gave the bag to", " Mary", " John")``."""
     ioi_pairs = [IOIPair(*p) if not isinstance(p, IOIPair) else p for p in pairs]
-    batches = tokenize_pairs(lm.tokenizer, ioi_pairs)
+    batches = [b.to(lm.adapter.device) for b in tokenize_pairs(lm.tokenizer, ioi_pairs)]
     if filter:
         batches = filter_pairs(lm.adapter, batches, ioi_pairs, lm.key).batches
     effects = patch_batches(lm.adapter, batches, attribution=False)

@@ -39,7 +39,7 @@ def run_sdc(lm: LoadedModel, settings: SDCSettings, out_dir: str | Path, *, log_
     n_windows = max(sweep.n_windows, 1 + max(c.window for c in configs))
     n_clean = max(n_windows, math.ceil(settings.clean_calls / adapter.n_layers))
     with torch.no_grad(), exposed_attention(lm.model):
-        windows = timer.call("windows", wikitext_windows, lm.tokenizer, n_clean, settings.window_len)
+        windows = timer.call("windows", wikitext_windows, lm.tokenizer, n_clean, settings.window_len).to(adapter.device)
         baselines, calls = timer.call("clean", clean_runs, adapter, windows)
 
         def run_batch(chunk: list[ExperimentConfig]) -> list[dict]:
