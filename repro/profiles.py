@@ -39,6 +39,23 @@ class IOISettings:
 
 
 @dataclass(frozen=True)
+class HybridSettings:
+    """Claim 6, hybrid placement (seed 000's pipeline on Dask over a shaped link)."""
+
+    n_pairs: int = 8  # IOI pairs through the pipeline (the seed used 100)
+    seed: int = 0
+    rate_mbit: float = 20.0  # tbf rate of the link, both directions: a broadband uplink
+    latency_ms: float = 0.0  # cost model only (no netem here)
+    local_threads: int = 1  # the workstation
+    remote_threads: int = 2  # the remote machine: faster by threads on cpu
+    local_device: str = "cpu"
+    remote_device: str = "cpu"
+    repeats: int = 3  # runs per named mode, interleaved (min-max = the noise band)
+    validate_top: int = 3  # best predicted placements run for real
+    site_lost_s: float = 60.0  # how long a dead site's worker may stay away before the run stops
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str
@@ -47,6 +64,7 @@ class Profile:
     optional_models: tuple[str, ...]  # missing -> NOT_RUN with the reason, in the report
     split: SplitSettings = field(default_factory=SplitSettings)
     ioi: IOISettings = field(default_factory=IOISettings)
+    hybrid: HybridSettings = field(default_factory=HybridSettings)
 
     def requires(self, model_key: str) -> bool:
         return model_key in self.required_models
@@ -68,6 +86,7 @@ PROFILES: dict[str, Profile] = {
         optional_models=(),
         split=SplitSettings(pairs=101, sweep_pairs=31, threads=(1, 2, 4, 8), timing_threads=None),
         ioi=IOISettings(n_pairs=200),
+        hybrid=HybridSettings(n_pairs=100, remote_device="cuda", remote_threads=4, repeats=5),
     ),
 }
 
