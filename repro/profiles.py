@@ -51,7 +51,7 @@ class HybridSettings:
     local_device: str = "cpu"
     remote_device: str = "cpu"
     repeats: int = 3  # runs per named mode, interleaved (min-max = the noise band)
-    validate_top: int = 3  # best predicted placements run for real
+    validate_top: int = 2  # best predicted placements run for real
     site_lost_s: float = 60.0  # how long a dead site's worker may stay away before the run stops
 
 
@@ -86,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         optional_models=(),
         split=SplitSettings(pairs=101, sweep_pairs=31, threads=(1, 2, 4, 8), timing_threads=None),
         ioi=IOISettings(n_pairs=200),
-        hybrid=HybridSettings(n_pairs=100, remote_device="cuda", remote_threads=4, repeats=5),
+        hybrid=HybridSettings(n_pairs=100, remote_device="cuda", remote_threads=4, repeats=5, validate_top=3),
     ),
 }
 

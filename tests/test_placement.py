@@ -191,13 +191,18 @@ def test_loopback_fallback_is_labelled():
 
 @pytest.fixture(scope="module")
 def tiny():
+    # The smallest real run: SmolLM2 on 2 pairs (a random-init model would filter every pair out).
+    from repro.assets import AssetError
     from repro.ioi.dataset import generate_pairs, tokenize_pairs
-    from repro.models import gpt2_tokenizer
+    from repro.models import load_model
     from repro.placement.stages import Pairs, Site
 
-    tok = gpt2_tokenizer()
+    try:
+        tok = load_model("smollm2-135m").tokenizer
+    except AssetError as err:
+        pytest.skip(f"smollm2-135m unavailable: {err}")
     pairs = generate_pairs(tok, 2, 0)
-    return Pairs(pairs, tokenize_pairs(tok, pairs)), {s: Site("gpt2-random", threads=1) for s in ("local", "remote")}
+    return Pairs(pairs, tokenize_pairs(tok, pairs)), {s: Site("smollm2-135m", threads=1) for s in ("local", "remote")}
 
 
 def _kill_remote_when_busy(cluster, sig=signal.SIGKILL, whole_site=False):

@@ -63,6 +63,18 @@ def worker_env(threads: int) -> dict[str, str]:
 
 
 @contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while tearing down, so a second signal cannot cut the teardown short; they
+    are delivered afterwards."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt in the main thread, so ``finally`` blocks tear everything down."""
     def handler(signum, frame):
@@ -165,6 +177,10 @@ class Cluster:
 
     def close(self) -> None:
         """Stop the client and every process this cluster started (each by its own process group)."""
+        with signals_held():
+            self._close()
+
+    def _close(self) -> None:
         if self.client is not None:
             with suppress(Exception):  # a dead cluster must not hide the original error
                 self.client.close(timeout=10)

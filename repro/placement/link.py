@@ -119,8 +119,11 @@ class ShapedLink:
 
     def close(self) -> None:
         """Delete both namespaces (the veth pair goes with them); safe to call twice or after a failed start."""
-        for ns in (self.local_ns, self.remote_ns):
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        from repro.placement.engine import signals_held
+
+        with signals_held():
+            for ns in (self.local_ns, self.remote_ns):
+                subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
     def __exit__(self, *exc) -> None:
         self.close()

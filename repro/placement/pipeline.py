@@ -112,7 +112,7 @@ def _wait(cluster: Cluster, futures: dict, placement: Placement, workers_before:
             if f.status == "error":
                 _cancel(cluster, futures)
                 raise EngineError(f"stage {stage!r} on the {_site_of(stage, placement)} site failed: "
-                                  f"{f.exception()!r}; no timing was written for placement {placement.label}")
+                                  f"{f.exception()!r} (worker logs have the traceback); no timing was written for placement {placement.label}")
         if sink.status == "finished":
             return retried
         workers = {}

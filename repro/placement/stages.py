@@ -102,7 +102,7 @@ class Caches:
 class Effects:
     """Patch's output: per-head recovered logit diff [layer, head] and the logit diffs it is normalised by."""
 
-    heads: np.ndarray  # [layer, head], all positions
+    heads: np.ndarray  # [layer, head], patched at the final position
     clean_ld: np.ndarray  # [pair] kept pairs, batch order
     corrupted_ld: np.ndarray  # [pair]
     model: str
@@ -176,12 +176,13 @@ def collect_stage(kept: Kept, site: Site) -> Caches:
 
 
 def patch_stage(caches: Caches, site: Site) -> Effects:
-    """Patch: each head's clean output patched into the corrupted run (all positions), as recovered logit diff."""
+    """Patch: each head's clean output patched into the corrupted run at the final position (the IOI claim's
+    ``heads_final``: 1 recomputed position per layer, so the cpu profile fits its budget), as recovered logit diff."""
     lm = _ready(site)
     patched = []
     for batch, clean, corrupted in zip(caches.batches, caches.clean, caches.corrupted):
         patched.append(head_patched_ld(lm.adapter, _on(batch, site.device), _cache_to(clean, site.device),
-                                       _cache_to(corrupted, site.device), final_only=False).cpu())
+                                       _cache_to(corrupted, site.device), final_only=True).cpu())
     clean_ld = torch.cat([c.logit_diff for c in caches.clean]).double()
     corrupted_ld = torch.cat([c.logit_diff for c in caches.corrupted]).double()
     mean = torch.cat(patched, dim=-1).double().mean(-1).numpy()  # [layer, head]
@@ -201,7 +202,7 @@ def plot_stage(effects: Effects, site: Site) -> bytes:
     limit = float(np.abs(matrix).max()) or 1.0
     image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="logit diff recovered", shrink=0.9)
-    ax.set(xlabel="head", ylabel="layer", title=f"{effects.model}: IOI patching per head\n{effects.n_kept} pairs")
+    ax.set(xlabel="head", ylabel="layer", title=f"{effects.model}: IOI patching per head (final position)\n{effects.n_kept} pairs")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
