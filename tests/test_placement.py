@@ -255,3 +255,32 @@ def test_dead_remote_site_stops_the_run_with_a_clear_error(tiny, tmp_path):
         killer.join()
         processes = list(cluster.processes)
     assert all(p.poll() is not None for p in processes)  # the cluster stopped everything it started
+
+
+# ---- the command line refuses bad input before any long work ----
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--placement", "LRX"], ["not a mode", "LRRL"]),
+    (["--rate-mbit", "0"], ["--rate-mbit must be positive"]),
+    (["--scheduler", "host:8786"], ["tcp://host:8786"]),
+    (["--profile", "tpu"], ["Unknown profile", "cpu, gpu"]),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(argv, words, tmp_path, capsys):
+    from repro.placement.cli import main
+
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("python -m repro hybrid: error:")
+    for word in words:
+        assert word in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_placement_file(tmp_path, capsys):
+    from repro.placement.cli import main
+
+    bad = tmp_path / "hybrid.json"
+    bad.write_text('{"filter": "local", "collect": "gpu", "patch": "remote", "plot": "local"}')
+    assert main(["--placement", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "unknown site" in capsys.readouterr().err

@@ -28,6 +28,8 @@ def parser():
     p.add_argument("--rate-mbit", type=float, default=None, help="link rate for tbf (default: the profile's)")
     p.add_argument("--repeats", type=int, default=None, help="runs per mode (default: the profile's)")
     p.add_argument("--n-pairs", type=int, default=None, help="IOI pairs (default: the profile's)")
+    p.add_argument("--remote-device", choices=("cpu", "cuda"), default=None,
+                   help="device of the remote worker's tasks (default: the profile's)")
     p.add_argument("--loopback", action="store_true", help="no namespaces: loopback plus the analytic link model")
     return p
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                 if value <= 0:
                     raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
                 settings = replace(settings, **{name: value})
+        if args.remote_device:
+            settings = replace(settings, remote_device=args.remote_device)
         if args.scheduler and not args.scheduler.startswith(("tcp://", "tls://")):
             raise UserError(f"--scheduler {args.scheduler!r}: expected an address like tcp://host:8786")
         try:
