@@ -98,6 +98,9 @@ def test_each_module_ran_where_placed_and_only_crossings_moved_bytes(outcome):
 def test_the_optimiser_was_checked_against_real_runs(outcome):
     result = outcome.result
     assert len(result.ranking) == 2 ** len(STAGES) and result.validation
-    # Placements that ship the activation cache over the link are predicted the slowest.
-    cache_crossing = [p for p in result.ranking if p.placement.site("collect") != p.placement.site("patch")]
-    assert min(p.wall_s for p in cache_crossing) > max(result.ranking[i].wall_s for i in range(4))
+    # Placements that split Collect from Patch ship the activation cache over the link, and pay for it.
+    cache_s = result.output_bytes["collect"] / result.link_model.bytes_per_s
+    for p in result.ranking:
+        if p.placement.site("collect") != p.placement.site("patch"):
+            assert p.network_s >= cache_s > 0
+    assert all(abs(v["error"]) < 1.0 for v in result.validation), result.validation

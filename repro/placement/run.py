@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import statistics
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from repro.placement.engine import Cluster, WorkerSpec
 from repro.placement.link import LOOPBACK, LinkSpec, open_link
 from repro.placement.optimiser import calibrate, prediction_error, rank
 from repro.placement.pipeline import PipelineRun, run_pipeline
-from repro.placement.placement import MODES, STAGES
+from repro.placement.placement import MODES
 from repro.placement.result import HybridResult, write_timings
 from repro.placement.scenarios import seed_costs
 from repro.placement.stages import Pairs, Site, warm_up
@@ -125,8 +124,3 @@ def run_hybrid(lm, settings: HybridSettings, out_dir: str | Path, *, scheduler: 
     result.timing_files = write_timings(result, out_dir / f"{key}-hybrid-timing")
     return result
 
-
-def stage_medians(runs: list[PipelineRun]) -> dict[str, dict[str, float]]:
-    """Per stage, the median of each timing field over repeated runs."""
-    fields = ("upload_s", "download_s", "compute_s", "wall_s", "bytes_moved")
-    return {s: {f: statistics.median(getattr(r.stages[s], f) for r in runs) for f in fields} for s in STAGES}
