@@ -18,6 +18,7 @@ BENCHMARKS = {
     "ioi": "repro.ioi.benchmark:run_benchmark",
     "sdc": "repro.sdc.benchmark:run_benchmark",
     "lm": "repro.lm.benchmark:run_benchmark",
+    "hybrid": "repro.placement.benchmark:run_benchmark",
 }
 
 

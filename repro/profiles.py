@@ -97,6 +97,23 @@ class LMSettings:
 
 
 @dataclass(frozen=True)
+class HybridSettings:
+    """Claim 6, hybrid placement (seed 000's pipeline on Dask over a shaped link)."""
+
+    n_pairs: int = 8  # IOI pairs through the pipeline (the seed used 100)
+    pair_seed: int = 0
+    rate_mbit: float = 20.0  # tbf rate of the link, both directions: a broadband uplink
+    latency_ms: float = 0.0  # cost model only (no netem here)
+    local_threads: int = 1  # the workstation
+    remote_threads: int = 2  # the remote machine: faster by threads on cpu
+    local_device: str = "cpu"
+    remote_device: str = "cpu"
+    repeats: int = 3  # runs per named mode, interleaved (min-max = the noise band)
+    validate_top: int = 2  # best predicted placements run for real
+    site_lost_s: float = 60.0  # how long a dead site's worker may stay away before the run stops
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str
@@ -107,6 +124,7 @@ class Profile:
     ioi: IOISettings = field(default_factory=IOISettings)
     sdc: SDCSettings = field(default_factory=SDCSettings)
     lm: LMSettings = field(default_factory=LMSettings)
+    hybrid: HybridSettings = field(default_factory=HybridSettings)
 
     def requires(self, model_key: str) -> bool:
         return model_key in self.required_models
@@ -133,6 +151,7 @@ PROFILES: dict[str, Profile] = {
         lm=LMSettings(seq_len=256, train_tokens=None, valid_tokens=None, max_epochs=40, log_every=50,
                       finetune=FinetuneSettings(seq_len=512, batch_size=4, max_steps=None, warmup_steps=500,
                                                 eval_blocks=None, eval_every=100)),
+        hybrid=HybridSettings(n_pairs=100, remote_device="cuda", remote_threads=4, repeats=5, validate_top=3),
     ),
 }
 
