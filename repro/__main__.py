@@ -15,6 +15,7 @@ from repro.profiles import PROFILE_ENV
 # command -> (module with ``main(argv) -> int``, one-line help)
 CLAIM_COMMANDS = {
     "ioi": ("repro.ioi.cli", "claim 1: IOI activation patching (Filter -> Collect -> Patch -> Plot)"),
+    "gradsim": ("repro.gradsim.cli", "claim 2: GradSim vs ripple of MEMIT edits (knowledge pieces, coupling, edits)"),
     "split": ("repro.split.cli", "claim 3: split learning, Bottom/Top parameters, MACs and times"),
 }
 

@@ -39,6 +39,21 @@ class IOISettings:
 
 
 @dataclass(frozen=True)
+class GradSimSettings:
+    """Claim 2, GradSim vs ripple (seed 001): knowledge pieces, GradSim, MEMIT edits, correlation."""
+
+    hotpot_examples: int = 24  # HotpotQA examples read (the seed's --max_samples)
+    fact_chains: int | None = None  # chains read from the known-facts fixture (None: all)
+    max_experiments: int = 10  # MEMIT edits attempted, split evenly between the two sources
+    mom2_tokens: int = 6_000  # WikiText-2 train tokens for the covariance of the down-projection inputs
+    v_num_grad_steps: int = 20  # Adam steps for the target vector z (MEMIT: 20-25)
+    context_length: int = 10  # tokens of each generated context template (MEMIT: 10)
+    n_permutations: int = 2_000  # within-edit permutations for the p-value
+    n_bootstrap: int = 1_000  # cluster-bootstrap resamples over edits
+    seed: int = 0  # edit choice, counterfactual targets, permutations, bootstrap
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str
@@ -47,6 +62,7 @@ class Profile:
     optional_models: tuple[str, ...]  # missing -> NOT_RUN with the reason, in the report
     split: SplitSettings = field(default_factory=SplitSettings)
     ioi: IOISettings = field(default_factory=IOISettings)
+    gradsim: GradSimSettings = field(default_factory=GradSimSettings)
 
     def requires(self, model_key: str) -> bool:
         return model_key in self.required_models
@@ -68,6 +84,8 @@ PROFILES: dict[str, Profile] = {
         optional_models=(),
         split=SplitSettings(pairs=101, sweep_pairs=31, threads=(1, 2, 4, 8), timing_threads=None),
         ioi=IOISettings(n_pairs=200),
+        # The seed's larger settings: every HotpotQA example here, 100 edits, MEMIT-sized statistics.
+        gradsim=GradSimSettings(hotpot_examples=103, max_experiments=100, mom2_tokens=200_000, n_permutations=10_000),
     ),
 }
 
