@@ -16,6 +16,7 @@ from repro.results import profile_dir, provenance, write_text_atomic
 BENCHMARKS = {
     "split": "repro.split:run_benchmark",
     "ioi": "repro.ioi.benchmark:run_benchmark",
+    "gradsim": "repro.gradsim.benchmark:run_benchmark",
 }
 
 

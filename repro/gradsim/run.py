@@ -37,7 +37,8 @@ MAX_PROMPT_TOKENS = 48  # longer HotpotQA sentences are dropped (cost grows with
 
 def memit_hparams(n_layers: int, settings: GradSimSettings) -> MemitHyperParams:
     return MemitHyperParams(layers=tuple(edit_layers(n_layers)), mom2_tokens=settings.mom2_tokens,
-                            v_num_grad_steps=settings.v_num_grad_steps, context_length=settings.context_length)
+                            v_num_grad_steps=settings.v_num_grad_steps, n_context_templates=settings.context_templates,
+                            context_length=settings.context_length)
 
 
 def known_facts(lm, facts: PieceSet) -> PieceSet:

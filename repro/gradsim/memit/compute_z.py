@@ -101,6 +101,6 @@ def compute_z(adapter: ModelAdapter, tokenizer, request: EditRequest, hp: MemitH
             if delta.norm() > max_norm:
                 delta.mul_(max_norm / delta.norm())
     return TargetVector(
-        z=(h + delta).detach(), h_norm=float(h.norm()), delta_norm=float(delta.norm()), steps=steps,
+        z=(h + delta).detach(), h_norm=float(h.norm()), delta_norm=float(delta.detach().norm()), steps=steps,
         nll_before=nll_before, nll_after=float(nll.detach().mean()),
     )

@@ -70,26 +70,33 @@ def second_moments(lm, layers: list[int], n_tokens: int, dtype: str = "float32",
             missing.append(layer)
     if not missing:
         return moments
+    computed = accumulate_moments(lm, missing, n_tokens, dtype, progress)
+    for layer in missing:
+        moments[layer] = computed[layer]
+        buffer = save({"mom2": moments[layer].contiguous()}, metadata={"tokens": str(n_tokens), "layer": str(layer)})
+        write_atomic(cache_path(fingerprint, layer, n_tokens, dtype), buffer)
+    return {layer: moments[layer] for layer in layers}
+
+
+@torch.no_grad()
+def accumulate_moments(lm, layers: list[int], n_tokens: int, dtype: str = "float32", progress: bool = True
+                       ) -> dict[int, torch.Tensor]:
+    """{layer: sum_t k_t k_t^T / (tokens counted)} over the corpus, computed now (no cache)."""
     adapter, precision = lm.adapter, getattr(torch, dtype)
     ids, lengths = corpus_rows(lm.tokenizer, n_tokens)
-    d_in = {layer: adapter.down_proj_weight(layer).shape[1] for layer in missing}
-    sums = {layer: torch.zeros(d_in[layer], d_in[layer], dtype=torch.float64) for layer in missing}
+    d_in = {layer: adapter.down_proj_weight(layer).shape[1] for layer in layers}
+    sums = {layer: torch.zeros(d_in[layer], d_in[layer], dtype=torch.float64) for layer in layers}
     counted = 0
     bar = tqdm(total=n_tokens, desc="MEMIT covariance (WikiText-2 tokens)", unit="tok", disable=not progress)
-    with hooks.caching(adapter, [hooks.mlp_post(layer) for layer in missing]) as cache:
+    with hooks.caching(adapter, [hooks.mlp_post(layer) for layer in layers]) as cache:
         for lo in range(0, len(ids), BATCH_ROWS):
             rows, n = ids[lo : lo + BATCH_ROWS], lengths[lo : lo + BATCH_ROWS]
-            adapter.run_blocks(adapter.embed(rows), 0, max(missing) + 1)  # later blocks are not needed
+            adapter.run_blocks(adapter.embed(rows), 0, max(layers) + 1)  # later blocks are not needed
             real = torch.arange(rows.shape[1])[None] < n[:, None]  # [rows, pos]: drop the padding
-            for layer in missing:
+            for layer in layers:
                 keys = cache[hooks.mlp_post(layer)][real].to(precision)  # [tokens, d_in]
                 sums[layer] += (keys.T @ keys).double()
             counted += int(real.sum())
             bar.update(int(real.sum()))
     bar.close()
-    for layer in missing:
-        moments[layer] = sums[layer] / counted
-        buffer = save({"mom2": moments[layer].contiguous()}, metadata={"tokens": str(counted), "layer": str(layer)})
-        write_atomic(cache_path(fingerprint, layer, n_tokens, dtype), buffer)
-    return {layer: moments[layer] for layer in layers}
-
+    return {layer: sums[layer] / counted for layer in layers}
