@@ -9,7 +9,14 @@ import torch
 from repro import hooks
 from repro.gradsim.correlation import PairTable, within_edit_permutation_p
 from repro.gradsim.coupling import gradsim_matrix, gradsim_matrix_loop
-from repro.gradsim.memit import EditRequest, MemitHyperParams, applied, closed_form_update, edit_layers, memit_edit
+from repro.gradsim.memit import (
+    EditRequest,
+    MemitHyperParams,
+    applied,
+    closed_form_update,
+    edit_layers,
+    memit_edit,
+)
 from repro.gradsim.memit.covariance import second_moments
 from repro.gradsim.pieces import PieceError, cloze_pieces, read_hotpot_file
 from repro.gradsim.scoring import PieceBatch, score
@@ -128,7 +135,6 @@ def test_closed_form_update_equals_least_squares():
 def test_covariance_is_the_second_moment_and_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
     import repro.gradsim.memit.covariance as cov_module
-
     from repro.models import gpt2_tokenizer
 
     lm = as_loaded(toy_gpt2(vocab_size=50257, n_positions=256), "toy", gpt2_tokenizer())

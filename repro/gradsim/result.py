@@ -129,6 +129,9 @@ class GradSimResult:
             "ripple within each edit, the CI resamples edits (cluster bootstrap).",
             f"Partial Spearman controlling for shared subject/template: {pooled['partial_spearman']:.3f} "
             "(is GradSim more than surface overlap?).",
+            f"MEMIT settings: layers {self.edit_layers}, {sum(map(len, self.hparams['contexts']))} contexts "
+            f"(MEMIT: 6), {self.hparams['v_num_grad_steps']} Adam steps, lambda {self.hparams['mom2_update_weight']:g}, "
+            f"covariance over {self.hparams['mom2_tokens']:,} WikiText-2 tokens.",
         ]
         if not v.enough_valid:
             notes.append(f"Fewer than half of the edits took ({v.valid_share:.0%}): the verdict is at most PARTIAL.")
