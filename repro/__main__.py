@@ -15,10 +15,11 @@ from repro.profiles import PROFILE_ENV
 # command -> (module with ``main(argv) -> int``, one-line help)
 CLAIM_COMMANDS = {
     "ioi": ("repro.ioi.cli", "claim 1: IOI activation patching (Filter -> Collect -> Patch -> Plot)"),
-    "lm": ("repro.lm.cli", "claim 5: RNN / LSTM / Transformer word LMs (train, sample, compare) and PubMedQA fine-tuning"),
-    "hybrid": ("repro.placement.cli", "claim 6: the IOI pipeline local, remote and hybrid on Dask over a shaped link"),
+    "gradsim": ("repro.gradsim.cli", "claim 2: GradSim vs ripple of MEMIT edits (knowledge pieces, coupling, edits)"),
     "split": ("repro.split.cli", "claim 3: split learning, Bottom/Top parameters, MACs and times"),
     "sdc": ("repro.sdc.cli", "claim 4: silent data corruption in attention, caught by bound violations"),
+    "lm": ("repro.lm.cli", "claim 5: RNN / LSTM / Transformer word LMs (train, sample, compare) and PubMedQA fine-tuning"),
+    "hybrid": ("repro.placement.cli", "claim 6: the IOI pipeline local, remote and hybrid on Dask over a shaped link"),
 }
 
 

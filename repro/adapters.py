@@ -67,6 +67,38 @@ class ModelAdapter:
     def mlp_down_proj(self, layer: int) -> nn.Module:
         return self.mlp(layer).c_proj if self.family == "gpt2" else self.mlp(layer).down_proj
 
+    # ---- the MLP down-projection's weight, one orientation for every family ----
+    def _down_proj_is_conv1d(self, layer: int) -> bool:
+        """GPT-2 stores its projections as ``Conv1D`` with the weight [d_in, d_out] (``x @ W``), LLaMA as
+        ``nn.Linear`` with [d_out, d_in] (``x @ W.T``). Asked of the module's type, never read off the
+        shape (a square MLP would make the shape ambiguous)."""
+        from transformers.pytorch_utils import Conv1D
+
+        module = self.mlp_down_proj(layer)
+        if isinstance(module, Conv1D):
+            return True
+        if isinstance(module, nn.Linear):
+            return False
+        raise TypeError(f"Layer {layer}'s MLP down-projection is a {type(module).__name__}, not Conv1D or Linear.")
+
+    def down_proj_weight(self, layer: int) -> torch.Tensor:
+        """The down-projection weight as [d_out = d_model, d_in = d_mlp] (out = W @ in), whatever the
+        storage: a view of the parameter (GPT-2: its transpose), so reads and writes see the real weight."""
+        return self.as_down_proj_matrix(layer, self.mlp_down_proj(layer).weight)
+
+    def as_down_proj_matrix(self, layer: int, stored: torch.Tensor) -> torch.Tensor:
+        """A tensor laid out like the stored down-projection weight (the weight, its gradient) as
+        [d_out, d_in]."""
+        return stored.T if self._down_proj_is_conv1d(layer) else stored
+
+    @torch.no_grad()
+    def set_down_proj_weight(self, layer: int, weight: torch.Tensor) -> None:
+        """Write ``weight`` [d_out, d_in] into the down-projection in its storage orientation (exact copy)."""
+        target = self.down_proj_weight(layer)
+        if weight.shape != target.shape:
+            raise ValueError(f"Layer {layer}: down-projection weight must be {tuple(target.shape)}, got {tuple(weight.shape)}.")
+        target.copy_(weight)  # ``target`` is a view of the parameter, so this writes through the transpose
+
     @property
     def token_embedding(self) -> nn.Embedding:
         return self.model.transformer.wte if self.family == "gpt2" else self.model.model.embed_tokens

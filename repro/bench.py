@@ -19,6 +19,7 @@ BENCHMARKS = {
     "sdc": "repro.sdc.benchmark:run_benchmark",
     "lm": "repro.lm.benchmark:run_benchmark",
     "hybrid": "repro.placement.benchmark:run_benchmark",
+    "gradsim": "repro.gradsim.benchmark:run_benchmark",
 }
 
 

@@ -6,6 +6,7 @@ target here one to one:
 - ``blocks.{L}.hook_resid_pre``  residual stream entering block L          [batch, pos, d_model]
 - ``blocks.{L}.attn.hook_z``     per-head attention output before W_O      [batch, pos, head, d_head]
 - ``blocks.{L}.hook_attn_out``   attention output after W_O (and bias)     [batch, pos, d_model]
+- ``blocks.{L}.mlp.hook_post``   MLP hidden activation: the down-projection's input  [batch, pos, d_mlp]
 - ``blocks.{L}.hook_mlp_out``    MLP output                                [batch, pos, d_model]
 - ``blocks.{L}.hook_resid_post`` residual stream leaving block L           [batch, pos, d_model]
 
@@ -43,7 +44,8 @@ ATTN_Z = "attn.hook_z"
 ATTN_OUT = "hook_attn_out"
 MLP_OUT = "hook_mlp_out"
 RESID_POST = "hook_resid_post"
-SITES = (RESID_PRE, ATTN_Z, ATTN_OUT, MLP_OUT, RESID_POST)
+MLP_POST = "mlp.hook_post"
+SITES = (RESID_PRE, ATTN_Z, ATTN_OUT, MLP_OUT, RESID_POST, MLP_POST)
 ATTN_Q = "attn.hook_q"
 ATTN_K = "attn.hook_k"
 ATTN_V = "attn.hook_v"
@@ -102,6 +104,9 @@ def attn_scores(layer: int) -> str:
 
 def attn_pattern(layer: int) -> str:
     return hook_name(ATTN_PATTERN, layer)
+def mlp_post(layer: int) -> str:
+    """The MLP's hidden activation, i.e. the input of its down-projection (MEMIT's keys)."""
+    return hook_name(MLP_POST, layer)
 
 
 def parse_hook_name(name: str) -> tuple[str, int]:
@@ -142,6 +147,8 @@ def _site(adapter: ModelAdapter, name: str) -> _Site:
         return _Site(adapter.attention(layer), pre=False, split_heads=False)
     if site == MLP_OUT:
         return _Site(adapter.mlp(layer), pre=False, split_heads=False)
+    if site == MLP_POST:
+        return _Site(adapter.mlp_down_proj(layer), pre=True, split_heads=False)
     return _Site(adapter.blocks[layer], pre=False, split_heads=False)
 
 

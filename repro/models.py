@@ -324,3 +324,77 @@ def load_model(key: str, device: str = "cpu", dtype: str = "float32") -> LoadedM
     model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     model.requires_grad_(False)
     return LoadedModel(key, model, tokenizer, adapter_for(model), source, sha)
+
+
+# ---- any GPT-2- or LLaMA-family causal LM by local folder or hub id (claim 2's --model_path) ----
+# Kept apart from the registry above: a path is not a key, and nothing here changes how keys load.
+
+SUPPORTED_MODEL_TYPES = {"gpt2": "GPT-2", "llama": "LLaMA", "mistral": "LLaMA", "qwen2": "LLaMA"}
+
+
+def supported_families() -> str:
+    """``'GPT-2 (model_type gpt2), LLaMA (model_type llama, mistral, qwen2)'`` for error messages."""
+    families: dict[str, list[str]] = {}
+    for model_type, family in SUPPORTED_MODEL_TYPES.items():
+        families.setdefault(family, []).append(model_type)
+    return ", ".join(f"{f} (model_type {', '.join(types)})" for f, types in families.items())
+
+
+def model_type_at(path_or_id: str) -> str:
+    """``config.model_type`` of a local folder or hub id, read before any weight is loaded."""
+    folder = Path(path_or_id).expanduser()
+    if folder.is_dir():
+        config = folder / "config.json"
+        if not config.is_file():
+            raise ModelUnavailable(f"{folder} has no config.json; point --model_path at a Hugging Face model folder.")
+        try:
+            return str(json.loads(config.read_text("utf-8")).get("model_type", ""))
+        except json.JSONDecodeError as err:
+            raise ModelUnavailable(f"{config} is not valid JSON ({err.msg}, line {err.lineno}).") from None
+    if folder.exists():
+        raise ModelUnavailable(f"{folder} is a file; --model_path takes a model folder, a hub id or a registered key ({', '.join(MODEL_KEYS)}).")
+    if not hub_allowed():
+        raise ModelUnavailable(
+            f"{path_or_id!r} is neither a local folder nor a registered key ({', '.join(MODEL_KEYS)}), and "
+            "HF_HUB_OFFLINE forbids asking the hub; give a local model folder or run online."
+        )
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path_or_id, trust_remote_code=False).model_type
+    except (OSError, ValueError) as err:
+        raise ModelUnavailable(f"Could not read the config of {path_or_id!r} from the hub: {str(err).splitlines()[0]}") from None
+
+
+def check_model_family(path_or_id: str) -> str:
+    """The model type of a registered key, folder or hub id, refusing unsupported families (cheap: config only)."""
+    if path_or_id in LOADERS:
+        return "llama" if path_or_id.startswith("smollm2") else "gpt2"
+    model_type = model_type_at(path_or_id)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelUnavailable(
+            f"{path_or_id!r} is a {model_type or 'unknown'!s} model; supported families: {supported_families()}."
+        )
+    return model_type
+
+
+def load_model_path(path_or_id: str, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """A registered key (``gpt2``, ``smollm2-135m``, ...), a local folder or a hub id of a GPT-2- or
+    LLaMA-family causal LM; safetensors only, remote code never trusted."""
+    if path_or_id in LOADERS:
+        return load_model(path_or_id, device, dtype)
+    check_model_family(path_or_id)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path_or_id, use_safetensors=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise ModelUnavailable(
+            f"Could not load {path_or_id!r} (safetensors weights and a tokenizer are needed): {str(err).splitlines()[0]}"
+        ) from None
+    weights = Path(path_or_id).expanduser() / "model.safetensors"
+    sha = sha256_of(weights) if weights.is_file() else None
+    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
+    model.requires_grad_(False)
+    return LoadedModel(str(path_or_id), model, tokenizer, adapter_for(model), f"path:{path_or_id}", sha)

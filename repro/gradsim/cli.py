@@ -1,0 +1,108 @@
+"""``python -m repro gradsim``: seed 001's command line, writing the seed's files.
+
+    python -m repro gradsim --hotpot_data F --model_path M --max_samples N --max_experiments K \\
+        --device cpu --output_dir D
+
+``--model_path`` is a registered key (``smollm2-135m``, ``gpt2``), a local folder or a hub id of a GPT-2-
+or LLaMA-family causal LM. Everything that can be checked before loading the model is: the HotpotQA file
+(format, and that it gives pieces), the model's family (from its config), the device, ``--max_experiments``
+against the pieces available, and that ``--output_dir`` can be written. Bad input ends with one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from repro.cli import UserError, guarded, resolve_profile
+from repro.files import check_writable, staged_dir
+from repro.gradsim.outputs import SEED_FILES, write_seed_outputs
+from repro.gradsim.pieces import PieceError, fact_pieces, hotpot_pieces, read_hotpot_file
+
+COMMAND = "gradsim"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m repro {COMMAND}", description=__doc__.splitlines()[0])
+    p.add_argument("--hotpot_data", type=Path, default=None,
+                   help="HotpotQA JSON in the original format (default: the data directory's 103 dev examples)")
+    p.add_argument("--model_path", default="smollm2-135m", help="registered key, local folder or hub id")
+    p.add_argument("--max_samples", type=int, default=None, help="HotpotQA examples to read (default: the profile's)")
+    p.add_argument("--max_experiments", type=int, default=None, help="MEMIT edits (default: the profile's)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
+    p.add_argument("--output_dir", type=Path, default=Path("out/gradsim"), help="folder for the seed's files")
+    p.add_argument("--profile", default=None, help="cpu or gpu: sizes not given above (default: $REPRO_PROFILE or cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _checked(args) -> tuple:
+    """(profile, settings, examples) after every check that needs no model."""
+    from repro.models import ModelUnavailable, check_model_family
+
+    profile = resolve_profile(args.profile, check_device=args.device is None)
+    device = args.device or profile.device
+    if device not in {"cpu", "cuda"}:
+        raise UserError(f"--device {device!r}: use cpu or cuda.")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: torch sees no CUDA GPU; use --device cpu.")
+    for flag, value in (("--max_samples", args.max_samples), ("--max_experiments", args.max_experiments)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: must be a positive integer.")
+    settings = profile.gradsim
+    overrides = {"hotpot_examples": args.max_samples, "max_experiments": args.max_experiments}
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        if args.hotpot_data is not None:
+            examples = read_hotpot_file(args.hotpot_data)
+        else:
+            from repro.assets import hotpotqa
+
+            examples = hotpotqa()
+        hot = hotpot_pieces(examples, settings.hotpot_examples)
+    except PieceError as err:
+        raise UserError(str(err)) from None
+    if not hot.pieces:
+        raise UserError(f"{args.hotpot_data or 'the HotpotQA data'} gives no knowledge pieces from its first "
+                        f"{hot.read} example(s): {dict(hot.drops)}. Bridge questions whose answer appears in a "
+                        "supporting sentence are needed.")
+    available = len(hot.pieces) + len(fact_pieces(settings.fact_chains).pieces)
+    if settings.max_experiments > available:
+        raise UserError(f"--max_experiments {settings.max_experiments} exceeds the {available} knowledge pieces "
+                        f"available ({len(hot.pieces)} from HotpotQA, the rest from the known-facts fixture); "
+                        "give at most that many.")
+    try:
+        check_model_family(args.model_path)
+        check_writable(args.output_dir.expanduser().absolute().parent, "--output_dir's parent folder")
+    except (ModelUnavailable, OSError) as err:
+        raise UserError(str(err)) from None
+    return profile, device, settings, examples
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def body() -> int:
+        profile, device, settings, examples = _checked(args)
+        from repro.gradsim.run import run_gradsim
+        from repro.models import load_model_path
+
+        lm = load_model_path(args.model_path, device, profile.dtype)
+        with staged_dir(args.output_dir) as staging:
+            try:
+                result = run_gradsim(lm, settings, staging / "figures", examples=examples, progress=not args.quiet)
+            except ValueError as err:
+                raise UserError(str(err)) from None
+            write_seed_outputs(result, staging)
+        m = result.measurement()
+        print(f"{m.verdict.value}: {m.key_number.name} = {m.key_number.ours}; "
+              f"edits valid {result.efficacy()['valid']}/{len(result.outcomes)}")
+        print(f"wrote {', '.join(SEED_FILES)} to {args.output_dir}")
+        return 0
+
+    return guarded(COMMAND, body)
