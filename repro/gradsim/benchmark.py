@@ -23,7 +23,7 @@ from repro.gradsim.pieces import fact_pieces, hotpot_pieces
 from repro.gradsim.ripple import counterfactual_plan
 from repro.gradsim.run import memit_hparams
 from repro.gradsim.scoring import tokenize
-from repro.ioi.benchmark import RSSPeak
+from repro.memory import RSSPeak
 from repro.models import load_model
 from repro.profiles import Profile
 

@@ -16,9 +16,7 @@ and not the already-loaded weights; a peak shorter than 5 ms can be missed.
 
 from __future__ import annotations
 
-import os
 import statistics
-import threading
 import time
 
 import numpy as np
@@ -32,44 +30,12 @@ from repro.ioi.dataset import generate_pairs, tokenize_pairs
 from repro.ioi.filtering import filter_pairs
 from repro.ioi.metric import normalised
 from repro.ioi.patching import head_patched_ld, naive_head_patched_ld
+from repro.memory import RSSPeak
 from repro.models import load_model
 from repro.profiles import Profile
 
 MODEL = "smollm2-135m"
 REPEATS = {"naive": 1, "exact": 3, "attribution": 5}  # the naive baseline alone takes minutes
-
-
-class RSSPeak:
-    """Peak resident-set growth during a ``with`` block, sampled by a thread (see the module docstring)."""
-
-    def __init__(self, interval_s: float = 0.005):
-        self.interval_s, self.page = interval_s, os.sysconf("SC_PAGE_SIZE")
-        self.peak = self.start = 0
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self):
-        self.start = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.start) / 2**20
 
 
 def _time(fn, repeats: int):

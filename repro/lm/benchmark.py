@@ -8,7 +8,7 @@ dropout 0.5), PTB's 10k vocabulary, batch 20, the profile's BPTT, and the same A
 so a ratio compares the models and their loss path only. Goal: ours / examples >= 1.0x.
 
 Memory: on CUDA the peak allocated bytes; on CPU the growth of the resident set over its level before the
-variant (``repro.ioi.benchmark.RSSPeak``, sampled every 5 ms).
+variant (``repro.memory.RSSPeak``, sampled every 5 ms).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.ioi.benchmark import RSSPeak
 from repro.lm.models import LMConfig, PositionalEncoding, build_model
+from repro.memory import RSSPeak
 from repro.profiles import Profile
 from repro.timing import synchronizer
 

@@ -54,13 +54,8 @@ def _ready(site: Site) -> LoadedModel:
     return worker_model(site.model, site.device, site.dtype)
 
 
-def _on(batch: PairBatch, device: str) -> PairBatch:
-    return PairBatch(batch.clean.to(device), batch.corrupted.to(device), batch.io.to(device),
-                     batch.s.to(device), batch.index)
-
-
 def _cpu(batch: PairBatch) -> PairBatch:
-    return _on(batch, "cpu")
+    return batch.to("cpu")
 
 
 @dataclass
@@ -144,7 +139,7 @@ def warm_up(site: Site) -> str:
 def filter_stage(data: Pairs, site: Site) -> Kept:
     """Filter: run every clean and corrupted prompt once, keep the pairs the model gets right."""
     lm = _ready(site)
-    result = filter_pairs(lm.adapter, [_on(b, site.device) for b in data.batches], data.pairs, site.model)
+    result = filter_pairs(lm.adapter, [b.to(site.device) for b in data.batches], data.pairs, site.model)
     order = sorted(result.clean_ld)
     return Kept(
         [_cpu(b) for b in result.batches], result.n_total, dict(sorted(result.drop_reasons.items())),
@@ -169,7 +164,7 @@ def collect_stage(kept: Kept, site: Site) -> Caches:
     lm = _ready(site)
     clean, corrupted = [], []
     for batch in kept.batches:
-        b = _on(batch, site.device)
+        b = batch.to(site.device)
         clean.append(_cache_to(collect(lm.adapter, b.clean, b.io, b.s), "cpu"))
         corrupted.append(_cache_to(collect(lm.adapter, b.corrupted, b.io, b.s), "cpu"))
     return Caches(kept.batches, clean, corrupted)
@@ -181,7 +176,7 @@ def patch_stage(caches: Caches, site: Site) -> Effects:
     lm = _ready(site)
     patched = []
     for batch, clean, corrupted in zip(caches.batches, caches.clean, caches.corrupted):
-        patched.append(head_patched_ld(lm.adapter, _on(batch, site.device), _cache_to(clean, site.device),
+        patched.append(head_patched_ld(lm.adapter, batch.to(site.device), _cache_to(clean, site.device),
                                        _cache_to(corrupted, site.device), final_only=True).cpu())
     clean_ld = torch.cat([c.logit_diff for c in caches.clean]).double()
     corrupted_ld = torch.cat([c.logit_diff for c in caches.corrupted]).double()
