@@ -101,9 +101,9 @@ def gpu(session: nox.Session) -> None:
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Rebuild reports/<profile>/report.md from saved results (default profile: cpu)."""
+    """Rebuild reports/<profile>/report.md from saved results (default: $REPRO_PROFILE, else cpu)."""
     _install_suite(session)
-    session.run("python", "-m", "repro", "report", *(session.posargs or ["cpu"]), env=_env())
+    session.run("python", "-m", "repro", "report", *session.posargs, env=_env())
 
 
 @nox.session
