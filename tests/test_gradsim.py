@@ -20,7 +20,7 @@ from repro.gradsim.memit import (
 from repro.gradsim.memit.covariance import second_moments
 from repro.gradsim.pieces import PieceError, cloze_pieces, read_hotpot_file
 from repro.gradsim.scoring import PieceBatch, score
-from tests.toy_models import as_loaded, toy_gpt2, toy_llama
+from toy_models import as_loaded, toy_gpt2, toy_llama
 
 EXAMPLE = {
     "_id": "toy1",

@@ -73,7 +73,7 @@ def test_adapter_contract(key, family, layers, heads, kv_heads, d_head, d_model)
 def gpt2_folder(tmp_path, monkeypatch):
     """A GPT-2 checkpoint folder as `huggingface-cli download gpt2` lays it out, from a toy model that
     ``GPT2_SMALL`` is patched to describe (the real 124M weights are not obtainable here)."""
-    from tests.toy_models import GPT2_DEFAULTS, toy_gpt2
+    from toy_models import GPT2_DEFAULTS, toy_gpt2
 
     folder = tmp_path / "gpt2"
     toy_gpt2().save_pretrained(folder)
@@ -100,7 +100,7 @@ def test_a_gpt2_checkpoint_loads_and_records_the_hash_of_its_weights(gpt2_folder
     model, tokenizer, source, sha = models._load_gpt2()
     assert sha == models.sha256_of(gpt2_folder / "model.safetensors") and str(gpt2_folder) in source
     assert tokenizer(" Mary").input_ids == [5335] and tokenizer("Hello world").input_ids == [15496, 995]
-    from tests.toy_models import toy_gpt2
+    from toy_models import toy_gpt2
 
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), toy_gpt2().state_dict().values()))
 
@@ -112,7 +112,7 @@ def test_a_checkpoint_that_is_not_gpt2_small_is_refused_saying_what_was_found(gp
 
 
 def test_weights_that_do_not_fit_the_config_are_refused(gpt2_folder, monkeypatch):
-    from tests.toy_models import toy_gpt2
+    from toy_models import toy_gpt2
 
     toy_gpt2(n_layer=2).save_pretrained(gpt2_folder)  # config.json says 2 layers now; restore 3
     config = json.loads((gpt2_folder / "config.json").read_text())

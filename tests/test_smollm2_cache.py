@@ -16,7 +16,7 @@ import pytest
 
 from repro import models
 from repro.assets import CACHE_ENV, AssetError, sha256_of
-from tests.toy_models import toy_llama
+from toy_models import toy_llama
 
 
 @pytest.fixture
