@@ -68,13 +68,14 @@ def test_bits_and_indices_outside_the_tensor_are_refused():
 
 
 def test_history_replays_the_same_faults():
-    x = torch.randn(3, 4, 5)
+    x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0))
     injector = FaultInjector(InjectionConfig("v", 1, (30, 3), probability=0.5, seed=7))
     outs = [injector.inject(x) for _ in range(6)]
     assert 0 < len(injector.history) < 6  # probabilistic per call
     replay = FaultInjector.replaying(injector.config, injector.history)
-    assert all(torch.equal(a, replay.inject(x)) for a in outs)
-    assert replay.history == injector.history
+    # Bit patterns, not values: flipping bit 30 of a value in [1, 2) makes a NaN, and NaN != NaN.
+    assert all(torch.equal(a.view(torch.int32), replay.inject(x).view(torch.int32)) for a in outs)
+    assert repr(replay.history) == repr(injector.history)  # the records hold NaNs: compare their text
 
 
 # ---- the exposed attention ----
