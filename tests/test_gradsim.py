@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from toy_models import as_loaded, toy_gpt2, toy_llama
 
 from repro import hooks
 from repro.gradsim.correlation import PairTable, within_edit_permutation_p
@@ -20,7 +21,6 @@ from repro.gradsim.memit import (
 from repro.gradsim.memit.covariance import second_moments
 from repro.gradsim.pieces import PieceError, cloze_pieces, read_hotpot_file
 from repro.gradsim.scoring import PieceBatch, score
-from toy_models import as_loaded, toy_gpt2, toy_llama
 
 EXAMPLE = {
     "_id": "toy1",

@@ -13,10 +13,10 @@ cache's bookkeeping, not transformers' GGUF reader (the claims load the real cac
 """
 
 import pytest
+from toy_models import toy_llama
 
 from repro import models
 from repro.assets import CACHE_ENV, AssetError, sha256_of
-from toy_models import toy_llama
 
 
 @pytest.fixture
