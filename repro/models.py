@@ -15,12 +15,11 @@ pinned or recorded are read (the GPT-2 tokenizer's two files, the GGUF, the cach
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -40,7 +39,7 @@ from repro.assets import (
     sha256_of,
     verify_sha256,
 )
-from repro.files import check_writable, staged_dir, write_text_atomic
+from repro.files import check_writable, staged_dir, write_atomic, write_text_atomic
 
 GPT2_PATH_ENV = "REPRO_GPT2_PATH"
 GPT2_HUB_ID = "gpt2"
@@ -77,26 +76,35 @@ def tokenizer_from_files(files: dict[str, Path]):
     """GPT-2's tokenizer from exactly ``{"vocab.json": path, "merges.txt": path}``, each checked against its
     pinned sha256 (the canonical OpenAI files; the hub's copies are byte-identical).
 
-    The bytes are copied into a private folder, checked there, and transformers reads only that folder:
-    ``from_pretrained`` on the original folder would also read any other tokenizer file lying beside them
-    (``tokenizer.json``, ``added_tokens.json``, ...), and the constructor's file arguments differ between
-    transformers 4 (paths) and 5 (contents)."""
+    The bytes are copied into a folder of the suite's cache that holds nothing else, checked there, and
+    transformers reads only that folder: ``from_pretrained`` on the original folder would also read any other
+    tokenizer file lying beside them (``tokenizer.json``, ``added_tokens.json``, ...), and the constructor's
+    file arguments differ between transformers 4 (paths) and 5 (contents). The folder outlives the call
+    because tools that re-load a tokenizer from its ``name_or_path`` (TransformerLens) read it again."""
     from transformers import GPT2TokenizerFast
 
-    with tempfile.TemporaryDirectory(prefix="repro-gpt2-tokenizer-") as private:
-        for name, source in files.items():
-            copy = Path(private) / name
-            try:
-                shutil.copyfile(source, copy)
-            except OSError as err:
-                raise AssetError(f"GPT-2 tokenizer file {source} is unreadable ({err.strerror or err}).") from None
-            expected = DATA_FILES[f"gpt2-tokenizer/{name}"]
-            if (actual := sha256_of(copy)) != expected:
-                raise AssetError(
-                    f"{source} is not GPT-2's {name}: sha256 {actual} but expected {expected}. Replace it with "
-                    f"the original (the data folder's gpt2-tokenizer/{name}, or the hub's gpt2/{name})."
-                )
-        return GPT2TokenizerFast.from_pretrained(private)
+    try:
+        private = check_writable(cache_dir() / "gpt2-tokenizer", f"The suite's cache folder (${CACHE_ENV})")
+    except OSError as err:
+        raise AssetError(f"{err} Set {CACHE_ENV} to a writable folder.") from None
+    for stray in set(private.iterdir()) - {private / name for name in files}:
+        if stray.is_file() and not stray.name.startswith("."):  # the atomic writer's own temporaries start with "."
+            stray.unlink()
+    for name, source in files.items():
+        try:
+            data = Path(source).read_bytes()
+        except OSError as err:
+            raise AssetError(f"GPT-2 tokenizer file {source} is unreadable ({err.strerror or err}).") from None
+        expected = DATA_FILES[f"gpt2-tokenizer/{name}"]
+        if (actual := hashlib.sha256(data).hexdigest()) != expected:
+            raise AssetError(
+                f"{source} is not GPT-2's {name}: sha256 {actual} but expected {expected}. Replace it with "
+                f"the original (the data folder's gpt2-tokenizer/{name}, or the hub's gpt2/{name})."
+            )
+        copy = private / name
+        if not copy.is_file() or sha256_of(copy) != expected:
+            write_atomic(copy, data)
+    return GPT2TokenizerFast.from_pretrained(private)
 
 
 def _hub_files(names: tuple[str, ...]) -> dict[str, Path]:
