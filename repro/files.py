@@ -81,8 +81,8 @@ def write_npy_atomic(path: str | Path, array) -> Path:
     return write_atomic(path, buffer.getvalue())
 
 
-def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Render a matplotlib figure to PNG bytes, write them atomically, close the figure."""
+def figure_png(fig, *, dpi: int = 110) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -90,7 +90,12 @@ def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
+    """Render a matplotlib figure to PNG, write it atomically, close the figure."""
+    return write_atomic(path, figure_png(fig, dpi=dpi))
 
 
 def check_writable(folder: str | Path, what: str) -> Path:

@@ -16,7 +16,6 @@ patching over all positions and the normalised logit-diff metric.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from functools import cache
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from dask.sizeof import sizeof
 
+from repro.files import figure_png
 from repro.ioi.collect import RunCache, collect
 from repro.ioi.dataset import IOIPair, PairBatch
 from repro.ioi.filtering import filter_pairs
@@ -198,10 +198,7 @@ def plot_stage(effects: Effects, site: Site) -> bytes:
     image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="logit diff recovered", shrink=0.9)
     ax.set(xlabel="head", ylabel="layer", title=f"{effects.model}: IOI patching per head (final position)\n{effects.n_kept} pairs")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)  # bytes: the Plot stage's output travels between workers
 
 
 def deliver(figure: bytes) -> int:
