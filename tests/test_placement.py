@@ -146,6 +146,25 @@ def _state() -> tuple[str, str]:
             subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
 
 
+def test_teardown_defers_a_signal_until_it_is_done():
+    # The signal arrives while other threads run (as the Dask client's IO thread does) and is raised after.
+    from repro.placement.engine import signals_held
+
+    seen, busy = [], threading.Event()
+    worker = threading.Thread(target=busy.wait, daemon=True)
+    worker.start()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            assert seen == []
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        busy.set()
+
+
 @needs_root
 def test_shaped_link_is_made_and_removed():
     before = _state()
@@ -205,15 +224,17 @@ def tiny():
     return Pairs(pairs, tokenize_pairs(tok, pairs)), {s: Site("smollm2-135m", threads=1) for s in ("local", "remote")}
 
 
-def _kill_remote_when_busy(cluster, sig=signal.SIGKILL, whole_site=False):
-    """Kill the remote worker as soon as it is computing a task; returns the thread doing it."""
+def _kill_remote_when_busy(cluster, stage="", sig=signal.SIGKILL, whole_site=False, after_s=0.0):
+    """Kill the remote worker ``after_s`` after it starts a task of ``stage`` (any stage if empty); returns
+    the thread doing it."""
     remote = cluster.site_address("remote")
     pid = cluster.worker_pid("remote")
 
     def watch():
-        for _ in range(600):
-            busy = cluster.client.processing(workers=[remote]).get(remote)
-            if busy:
+        for _ in range(1200):
+            busy = cluster.client.processing(workers=[remote]).get(remote) or ()
+            if any(str(key).startswith(stage) for key in busy):
+                time.sleep(after_s)
                 if whole_site:  # the nanny too: nothing restarts the site
                     for proc in cluster.processes:
                         if "remote=1" in proc.args:
@@ -228,6 +249,9 @@ def _kill_remote_when_busy(cluster, sig=signal.SIGKILL, whole_site=False):
 
 
 def test_killed_remote_worker_is_replaced_and_the_run_completes(tiny):
+    # Killed in Patch, seconds in: everything the remote site held is lost, so the scheduler recomputes
+    # Filter and Collect from the workstation's copy of the pairs, which must still be there (the Active
+    # Memory Manager would have dropped it as a superfluous replica; it then hung forever in CI).
     from repro.placement.engine import Cluster, WorkerSpec
     from repro.placement.pipeline import run_pipeline
 
@@ -235,9 +259,9 @@ def test_killed_remote_worker_is_replaced_and_the_run_completes(tiny):
     with linkmod.open_link(linkmod.LinkSpec(), shaped=False) as link, \
             Cluster(link, WorkerSpec(1), WorkerSpec(1, nanny=True)) as cluster:
         clean = run_pipeline(cluster, MODES["remote"], data, sites)
-        killer = _kill_remote_when_busy(cluster)
+        killer = _kill_remote_when_busy(cluster, "patch", after_s=2.5)
         run = run_pipeline(cluster, MODES["remote"], data, sites, site_lost_s=120)
-        killer.join()
+        killer.join(timeout=60)
     assert run.retried and not clean.retried
     assert (run.effects.heads == clean.effects.heads).all()
 
@@ -252,7 +276,7 @@ def test_dead_remote_site_stops_the_run_with_a_clear_error(tiny, tmp_path):
         killer = _kill_remote_when_busy(cluster, whole_site=True)
         with pytest.raises(EngineError, match=r"remote worker died during stage .* no timing was written"):
             run_pipeline(cluster, MODES["remote"], data, sites, site_lost_s=2)
-        killer.join()
+        killer.join(timeout=60)
         processes = list(cluster.processes)
     assert all(p.poll() is not None for p in processes)  # the cluster stopped everything it started
 

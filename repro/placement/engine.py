@@ -64,14 +64,26 @@ def worker_env(threads: int) -> dict[str, str]:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while tearing down, so a second signal cannot cut the teardown short; they
-    are delivered afterwards."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Defer Ctrl-C and SIGTERM while tearing down, so a second signal cannot cut the teardown short; the
+    first one is re-raised afterwards. (Handlers, not a signal mask: the mask is per thread, and the kernel
+    may hand the signal to the Dask client's IO thread, whose Python handler then runs in the main thread.)"""
+    received: list[int] = []
+
+    def note(signum, frame):
+        received.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: nothing to defer
+        yield
+        return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 @contextmanager
@@ -173,6 +185,10 @@ class Cluster:
                 "(and remote=1)"
             ) from None
         self.site_address()  # every site has a worker
+        # The Active Memory Manager drops "superfluous" replicas behind the placement's back: it dropped the
+        # workstation's copy of the scattered pairs once the remote worker held one, so a remote crash lost
+        # data that nothing could recompute (and the run waited forever). Placement is the experiment: off.
+        self.client.amm.stop()
         self.client.get_task_stream(count=1)  # the first call installs the scheduler's task-stream plugin
 
     def close(self) -> None:

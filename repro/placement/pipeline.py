@@ -113,6 +113,10 @@ def _wait(cluster: Cluster, futures: dict, placement: Placement, workers_before:
                 _cancel(cluster, futures)
                 raise EngineError(f"stage {stage!r} on the {_site_of(stage, placement)} site failed: "
                                   f"{f.exception()!r} (worker logs have the traceback); no timing was written for placement {placement.label}")
+            if f.status == "cancelled":  # the scheduler gave up on it, e.g. an input lost with every copy
+                _cancel(cluster, futures)
+                raise EngineError(f"the scheduler cancelled stage {stage!r} of placement {placement.label} "
+                                  f"({_cancel_reason(f)}); no timing was written")
         if sink.status == "finished":
             return retried
         workers = {}
@@ -139,6 +143,14 @@ def _wait(cluster: Cluster, futures: dict, placement: Placement, workers_before:
 def _wait_quietly(future) -> None:
     with suppress(Exception):  # a timeout, or the task's error: the caller looks at every future's status
         future.result(timeout=0.5)
+
+
+def _cancel_reason(future) -> str:
+    try:
+        future.result(timeout=5)  # returns at once: it is cancelled
+    except Exception as err:  # FutureCancelledError, whose text carries the scheduler's reason
+        return str(err) or type(err).__name__
+    return "no reason given"
 
 
 def _cancel(cluster: Cluster, futures: dict) -> None:
