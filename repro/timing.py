@@ -6,9 +6,12 @@ Timings go into results and benchmark tables, never into snapshots (they differ 
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -39,6 +42,39 @@ class StageTimer:
     def total(self) -> float:
         """Seconds since the timer was made."""
         return time.perf_counter() - self._started
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds of each timed call, and the last call's output. Quote the median: this machine is noisy."""
+
+    seconds: list[float]
+    output: Any = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def min(self) -> float:
+        return min(self.seconds)
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, *, warmup: int = 0,
+               sync: Callable[[], None] | None = None) -> Timings:
+    """``repeats`` timed calls of ``fn`` after ``warmup`` untimed ones. ``sync`` (``synchronizer(device)``)
+    runs before each clock read, so asynchronous GPU work is counted in the call that launched it."""
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    seconds, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        sync()
+        seconds.append(time.perf_counter() - start)
+    return Timings(seconds, out)
 
 
 def synchronizer(device: torch.device | str) -> Callable[[], None]:

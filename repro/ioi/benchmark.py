@@ -16,9 +16,6 @@ and not the already-loaded weights; a peak shorter than 5 ms can be missed.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import torch
 from scipy.stats import spearmanr
@@ -33,6 +30,7 @@ from repro.ioi.patching import head_patched_ld, naive_head_patched_ld
 from repro.memory import RSSPeak
 from repro.models import load_model
 from repro.profiles import Profile
+from repro.timing import time_calls
 
 MODEL = "smollm2-135m"
 REPEATS = {"naive": 1, "exact": 3, "attribution": 5}  # the naive baseline alone takes minutes
@@ -40,13 +38,9 @@ REPEATS = {"naive": 1, "exact": 3, "attribution": 5}  # the naive baseline alone
 
 def _time(fn, repeats: int):
     """(median seconds, peak RSS growth in MB over all repeats, last output)."""
-    seconds, out = [], None
     with RSSPeak() as mem:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            out = fn()
-            seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), mem.growth_mb, out
+        timings = time_calls(fn, repeats)
+    return timings.median, mem.growth_mb, timings.output
 
 
 def run_benchmark(profile: Profile) -> list[dict]:

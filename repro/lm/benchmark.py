@@ -14,8 +14,6 @@ variant (``repro.memory.RSSPeak``, sampled every 5 ms).
 from __future__ import annotations
 
 import math
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +22,7 @@ from torch import nn
 from repro.lm.models import LMConfig, PositionalEncoding, build_model
 from repro.memory import RSSPeak
 from repro.profiles import Profile
-from repro.timing import synchronizer
+from repro.timing import synchronizer, time_calls
 
 VOCAB = 10_000  # PTB's
 WARMUP, REPEATS = 2, 5
@@ -97,20 +95,13 @@ def _steps(model, ids, *, ours: bool, train: bool):
 def _measure(step, tokens: int, device: str) -> tuple[float, float]:
     """(median tokens/s, peak memory MB)."""
     sync = synchronizer(device)
-    for _ in range(WARMUP):
-        step()
-    sync()
+    time_calls(step, 0, warmup=WARMUP, sync=sync)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    seconds = []
     with RSSPeak() as rss:
-        for _ in range(REPEATS):
-            start = time.perf_counter()
-            step()
-            sync()
-            seconds.append(time.perf_counter() - start)
+        timings = time_calls(step, REPEATS, sync=sync)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else rss.growth_mb
-    return tokens / statistics.median(seconds), peak
+    return tokens / timings.median, peak
 
 
 def run_benchmark(profile: Profile) -> list[dict]:

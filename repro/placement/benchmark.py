@@ -21,6 +21,7 @@ from repro.placement.engine import Cluster, WorkerSpec
 from repro.placement.link import LinkSpec, open_link
 from repro.placement.stages import Pairs, Site, collect_stage, filter_stage, warm_up
 from repro.profiles import Profile
+from repro.timing import time_calls
 
 MODEL = "smollm2-135m"
 ROUND_TRIPS = 20
@@ -52,15 +53,14 @@ def run_benchmark(profile: Profile) -> list[dict]:
         client = cluster.client
         for s in ("local", "remote"):
             client.submit(warm_up, site, resources={s: 1}, pure=False).result()
-        seconds = []
-        for _ in range(ROUND_TRIPS):
-            start = time.perf_counter()
+        def round_trip():
             tiny = client.submit(_noop, 0, resources={"local": 1}, pure=False)
             client.submit(_noop, tiny, resources={"remote": 1}, pure=False).result()
-            seconds.append(time.perf_counter() - start)
+
+        trips = time_calls(round_trip, ROUND_TRIPS)
         rows.append({"benchmark": "Dask overhead per stage (empty task local -> remote, round trip)",
-                     "link": link.kind, "median_ms": round(1e3 * statistics.median(seconds), 2),
-                     "min_ms": round(1e3 * min(seconds), 2), "runs": ROUND_TRIPS})
+                     "link": link.kind, "median_ms": round(1e3 * trips.median, 2),
+                     "min_ms": round(1e3 * trips.min, 2), "runs": ROUND_TRIPS})
 
         kept = client.submit(filter_stage, data, site, resources={"local": 1}, pure=False)
         rates = []

@@ -9,7 +9,6 @@ layer, detection, harm), with the windows' clean runs outside the timing.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -26,7 +25,7 @@ from repro.sdc.attention import exposed_attention, exposed_attention_forward
 from repro.sdc.detection import Detector
 from repro.sdc.experiments import clean_runs, run_faults, wikitext_windows
 from repro.sdc.sweeps import ResultsLog, run_sweep, template
-from repro.timing import synchronizer
+from repro.timing import synchronizer, time_calls
 
 MODEL = "smollm2-135m"
 LAYER = 15
@@ -34,15 +33,7 @@ REPEATS = 15
 
 
 def _median_ms(fn, sync) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(REPEATS):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * time_calls(fn, REPEATS, warmup=1, sync=sync).median
 
 
 def _overhead_row(lm, n_pos: int) -> dict:

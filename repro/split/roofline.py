@@ -9,12 +9,9 @@ sequences are memory-bound and long ones compute-bound. Both ceilings are measur
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import torch
 
-from repro.timing import synchronizer
+from repro.timing import synchronizer, time_calls
 
 BANDWIDTH_BYTES = 256 * 2**20  # far above any CPU's last-level cache, so the reads come from DRAM
 PEAK_MATMUL_N = 2048  # big enough for BLAS to reach its plateau, small enough to take ~0.1 s on 2 cores
@@ -22,16 +19,8 @@ REPEATS = 7
 
 
 def _median_seconds(fn, device: torch.device, repeats: int = REPEATS) -> float:
-    sync = synchronizer(device)
-    fn()  # warm-up: page faults on fresh memory, thread-pool start
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    # One warm-up call: page faults on fresh memory, thread-pool start.
+    return time_calls(fn, repeats, warmup=1, sync=synchronizer(device)).median
 
 
 def memory_bandwidth(device: torch.device | str = "cpu", n_bytes: int = BANDWIDTH_BYTES) -> dict[str, float]:
