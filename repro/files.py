@@ -93,6 +93,12 @@ def figure_png(fig, *, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
+def figure_path(out_dir: str | Path, model: str, claim: str, figure: str) -> Path:
+    """Where a claim's figure goes: ``<out_dir>/<model>-<claim>-<figure>.png`` (a model path gives its folder
+    name), so the figures of every claim and model sort together in one folder."""
+    return Path(out_dir) / f"{Path(model).name}-{claim}-{figure}.png"
+
+
 def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
     """Render a matplotlib figure to PNG, write it atomically, close the figure."""
     return write_atomic(path, figure_png(fig, dpi=dpi))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.assets import hotpotqa
+from repro.files import figure_path
 from repro.gradsim import plots
 from repro.gradsim.correlation import correlation_summary, pair_table
 from repro.gradsim.coupling import gradsim_layer, gradsim_matrix, pair_relations
@@ -81,10 +82,6 @@ def correlations(gradsim, relations, outcomes, pieces: list[KnowledgePiece], set
     return out
 
 
-def figure_name(model: str, figure: str) -> str:
-    return f"{Path(model).name}-gradsim-{figure}.png"
-
-
 def run_gradsim(lm, settings: GradSimSettings, out_dir: str | Path, examples: list[dict] | None = None,
                 progress: bool = True) -> GradSimResult:
     """Claim 2 on one model; figures into ``out_dir``. ``examples``: HotpotQA examples (default: the data
@@ -123,9 +120,9 @@ def run_gradsim(lm, settings: GradSimSettings, out_dir: str | Path, examples: li
     out_dir = Path(out_dir)
     with timer.stage("figures"):
         result.figures = {
-            "coupling_heatmap": plots.coupling_heatmap(result, out_dir / figure_name(lm.key, "coupling_heatmap")),
+            "coupling_heatmap": plots.coupling_heatmap(result, figure_path(out_dir, lm.key, "gradsim", "coupling_heatmap")),
             "comprehensive_analysis": plots.comprehensive_analysis(
-                result, out_dir / figure_name(lm.key, "comprehensive_analysis")),
+                result, figure_path(out_dir, lm.key, "gradsim", "comprehensive_analysis")),
         }
     result.seconds["total"] = timer.total()
     return result

@@ -15,6 +15,7 @@ from scipy.stats import spearmanr
 
 from repro import hooks
 from repro.adapters import ModelAdapter
+from repro.files import figure_path
 from repro.ioi import plots
 from repro.ioi.attribution import head_attributions
 from repro.ioi.collect import collect
@@ -202,31 +203,31 @@ def draw(result: IOIResult, out_dir: Path) -> dict[str, Path]:
     return {
         "heatmap": plots.plot_head_heatmap(
             result.heads,
-            out_dir / f"{key}-ioi-heatmap.png",
+            figure_path(out_dir, key, "ioi", "heatmap"),
             title=f"{key}: IOI activation patching per head (all positions)\n{pairs}",
         ),
         "heatmap_final_pos": plots.plot_head_heatmap(
             result.heads_final,
-            out_dir / f"{key}-ioi-heatmap-final-pos.png",
+            figure_path(out_dir, key, "ioi", "heatmap-final-pos"),
             title=f"{key}: IOI activation patching per head (final position only)\n{pairs}",
         ),
         "resid_map": plots.plot_resid_map(
             result.resid,
             result.resid_tokens,
-            out_dir / f"{key}-ioi-resid-map.png",
+            figure_path(out_dir, key, "ioi", "resid-map"),
             title=f"{key}: IOI residual-stream patching\n{result.resid_n_pairs} pairs of template {result.resid_template}",
         ),
         "layer_bars": plots.plot_layer_bars(
             result.attn_layers,
             result.mlp_layers,
             result.layer_shares,
-            out_dir / f"{key}-ioi-layer-bars.png",
+            figure_path(out_dir, key, "ioi", "layer-bars"),
             title=f"{key}: IOI patching per layer ({result.n_kept} pairs)",
         ),
         "attribution_scatter": plots.plot_attribution_scatter(
             result.heads,
             result.attribution,
-            out_dir / f"{key}-ioi-attribution-scatter.png",
+            figure_path(out_dir, key, "ioi", "attribution-scatter"),
             title=f"{key}: attribution vs exact\nSpearman {result.attribution_spearman:.3f}",
         ),
     }

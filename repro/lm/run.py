@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from repro.files import figure_path
 from repro.lm import plots
 from repro.lm.corpus import Corpus, batchify, corpus_lines, load_corpus, oov_rate, words
 from repro.lm.finetune import finetune, pubmedqa_splits
@@ -96,14 +97,14 @@ def run_architectures(settings: LMSettings, out_dir: Path, *, work_dir: Path | N
     figures = {
         "learning_curves": plots.learning_curves(
             {c: {k: r.epochs for k, r in by_kind.items()} for c, by_kind in runs.items()}, budget,
-            out_dir / "word-lms-perplexity-learning-curves.png"),
+            figure_path(out_dir, "word-lms", "perplexity", "learning-curves")),
         "batch_losses": plots.batch_losses(
             {c: {k: r.batch_losses for k, r in by_kind.items()} for c, by_kind in runs.items()}, settings.log_every,
-            out_dir / "word-lms-perplexity-batch-losses.png"),
+            figure_path(out_dir, "word-lms", "perplexity", "batch-losses")),
         "perplexity": plots.perplexity_bars(
             {"PTB": val_ppl["ptb"], "WikiText-2\n(1: trained on it)": val_ppl["wikitext2"],
              "WikiText-2\n(2: PTB-trained, OOV->unk)": cross_ppl},
-            PUBLISHED["wikitext2_val_ppl"], budget, out_dir / "word-lms-perplexity-orderings.png"),
+            PUBLISHED["wikitext2_val_ppl"], budget, figure_path(out_dir, "word-lms", "perplexity", "orderings")),
     }
     return ArchitecturesResult(
         settings=settings,
@@ -130,6 +131,6 @@ def run_finetune(lm, settings: FinetuneSettings, out_dir: Path, *, device: str =
     with timer.stage("fine-tune"):
         measured = finetune(lm.model, lm.tokenizer, train_texts, test_texts, settings, device=device, progress=progress)
     budget = finetune_budget_text(settings)
-    figure = plots.finetune_curve(measured.losses, measured.evals, budget, out_dir / f"{lm.key}-perplexity-finetune.png")
+    figure = plots.finetune_curve(measured.losses, measured.evals, budget, figure_path(out_dir, lm.key, "perplexity", "finetune"))
     return FinetuneResult(lm.key, settings, budget, len(train_texts), len(test_texts), measured, timer.seconds,
                           {"finetune": figure})

@@ -22,6 +22,7 @@ import numpy as np
 from dask.sizeof import sizeof
 from tqdm.auto import tqdm
 
+from repro.files import figure_path
 from repro.ioi.dataset import generate_pairs, tokenize_pairs
 from repro.placement import plots
 from repro.placement.costmodel import crossings, predict
@@ -117,9 +118,9 @@ def run_hybrid(lm, settings: HybridSettings, out_dir: str | Path, *, scheduler: 
     out_dir = Path(out_dir)
     key = lm.key
     result.figures = {
-        "Timing": plots.plot_mode_bars(result.stage_table(), result.model, out_dir / f"{key}-hybrid-Timing.png"),
-        "Optimiser": plots.plot_optimiser(result.prediction_rows(), out_dir / f"{key}-hybrid-Optimiser.png"),
-        "HeatMap": plots.save_png(runs["hybrid"][0].figure, out_dir / f"{key}-hybrid-HeatMap.png"),
+        "stage_times": plots.plot_mode_bars(result.stage_table(), result.model, figure_path(out_dir, key, "hybrid", "stage-times")),
+        "optimiser": plots.plot_optimiser(result.prediction_rows(), figure_path(out_dir, key, "hybrid", "optimiser")),
+        "heatmap": plots.save_png(runs["hybrid"][0].figure, figure_path(out_dir, key, "hybrid", "heatmap")),
     }
     result.timing_files = write_timings(result, out_dir / f"{key}-hybrid-timing")
     return result

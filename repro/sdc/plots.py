@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from repro.files import save_figure  # noqa: E402
+from repro.files import figure_path, save_figure  # noqa: E402
 from repro.sdc.injection import LOCATIONS  # noqa: E402
 
 
@@ -98,8 +98,8 @@ def propagation(faults: list[dict], path: Path, title: str) -> Path:
 def plot_all(result, out_dir: Path) -> list[Path]:
     m = result.model
     return [
-        detection_heatmap(result.faults, out_dir / f"{m}-sdc-detection-by-bit.png", f"{m}: detection rate"),
-        detection_vs_harm(result.faults, out_dir / f"{m}-sdc-detection-vs-harm.png", f"{m}: detection vs harm"),
-        tightness(result.tightness, result.faults, out_dir / f"{m}-sdc-tightness.png", f"{m}: bound tightness"),
-        propagation(result.faults, out_dir / f"{m}-sdc-propagation.png", f"{m}: error propagation"),
+        detection_heatmap(result.faults, figure_path(out_dir, m, "sdc", "detection-by-bit"), f"{m}: detection rate"),
+        detection_vs_harm(result.faults, figure_path(out_dir, m, "sdc", "detection-vs-harm"), f"{m}: detection vs harm"),
+        tightness(result.tightness, result.faults, figure_path(out_dir, m, "sdc", "tightness"), f"{m}: bound tightness"),
+        propagation(result.faults, figure_path(out_dir, m, "sdc", "propagation"), f"{m}: error propagation"),
     ]

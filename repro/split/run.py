@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from repro.files import figure_path
 from repro.models import LoadedModel
 from repro.profiles import Profile, SplitSettings
 from repro.split import plots
@@ -151,19 +152,19 @@ def draw(result: SplitResult, out_dir: Path) -> dict[str, Path]:
             result.groups,
             f"{head}, {result.seq_len} tokens, {s['threads']} thread(s)\nTop/Bottom = {s['ratio']:.2f}x "
             f"(IQR {s['ratio_iqr'][0]:.2f}-{s['ratio_iqr'][1]:.2f}; seed {PUBLISHED['ratio']}x)",
-            out_dir / f"{key}-split-components.png",
+            figure_path(out_dir, key, "split", "components"),
         ),
         "ratio_vs_seq_len": plots.plot_ratio_vs_seq_len(
             result.sweep,
             PUBLISHED["ratio"],
             RATIO_THRESHOLD,
             f"{head}: Top/Bottom time vs sequence length",
-            out_dir / f"{key}-split-ratio-vs-seqlen.png",
+            figure_path(out_dir, key, "split", "ratio-vs-seqlen"),
         ),
         "lm_head_roofline": plots.plot_lm_head_roofline(
             result.roofline,
             f"{head}, {s['threads']} thread(s): LM head vs roofline\n"
             f"({result.bandwidth['read'] / 1e9:.1f} GB/s read, {result.peak_flops / 1e9:.0f} GFLOP/s matmul)",
-            out_dir / f"{key}-split-lm-head-roofline.png",
+            figure_path(out_dir, key, "split", "lm-head-roofline"),
         ),
     }
