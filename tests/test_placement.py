@@ -224,9 +224,9 @@ def tiny():
     return Pairs(pairs, tokenize_pairs(tok, pairs)), {s: Site("smollm2-135m", threads=1) for s in ("local", "remote")}
 
 
-def _kill_remote_when_busy(cluster, stage="", sig=signal.SIGKILL, whole_site=False, after_s=0.0):
-    """Kill the remote worker ``after_s`` after it starts a task of ``stage`` (any stage if empty); returns
-    the thread doing it."""
+def _kill_remote_when_busy(cluster, stage="", sig=signal.SIGKILL, whole_site=False):
+    """Kill the remote worker as soon as it is given a task of ``stage`` (any stage if empty); returns the
+    thread doing it."""
     remote = cluster.site_address("remote")
     pid = cluster.worker_pid("remote")
 
@@ -234,7 +234,6 @@ def _kill_remote_when_busy(cluster, stage="", sig=signal.SIGKILL, whole_site=Fal
         for _ in range(1200):
             busy = cluster.client.processing(workers=[remote]).get(remote) or ()
             if any(str(key).startswith(stage) for key in busy):
-                time.sleep(after_s)
                 if whole_site:  # the nanny too: nothing restarts the site
                     for proc in cluster.processes:
                         if "remote=1" in proc.args:
@@ -249,17 +248,18 @@ def _kill_remote_when_busy(cluster, stage="", sig=signal.SIGKILL, whole_site=Fal
 
 
 def test_killed_remote_worker_is_replaced_and_the_run_completes(tiny):
-    # Killed in Patch, seconds in: everything the remote site held is lost, so the scheduler recomputes
-    # Filter and Collect from the workstation's copy of the pairs, which must still be there (the Active
-    # Memory Manager would have dropped it as a superfluous replica; it then hung forever in CI).
+    # Killed in Patch: everything the remote site held is lost, so the scheduler recomputes Filter and Collect
+    # from the workstation's copy of the pairs, which must still be there. (The Active Memory Manager used to
+    # drop that copy as a superfluous replica; the run then waited forever, and CI hung.)
     from repro.placement.engine import Cluster, WorkerSpec
     from repro.placement.pipeline import run_pipeline
 
     data, sites = tiny
     with linkmod.open_link(linkmod.LinkSpec(), shaped=False) as link, \
             Cluster(link, WorkerSpec(1), WorkerSpec(1, nanny=True)) as cluster:
+        assert not cluster.client.amm.running()
         clean = run_pipeline(cluster, MODES["remote"], data, sites)
-        killer = _kill_remote_when_busy(cluster, "patch", after_s=2.5)
+        killer = _kill_remote_when_busy(cluster, "patch")
         run = run_pipeline(cluster, MODES["remote"], data, sites, site_lost_s=120)
         killer.join(timeout=60)
     assert run.retried and not clean.retried

@@ -9,8 +9,9 @@ worker restart, so a task lost with a killed worker is retried on its replacemen
 the remote worker in the remote one (with a nanny that restarts it if it dies), and a client that talks to
 the scheduler from the local namespace. ``Cluster.connect(address)`` uses an existing cluster instead (a real
 GPU box: start ``dask scheduler`` on one machine and ``dask worker tcp://host:8786 --resources local=1`` /
-``--resources remote=1`` on the two sites). Processes this module starts are stopped on exit, error, Ctrl-C
-or SIGTERM.
+``--resources remote=1`` on the two sites). Either way the scheduler's Active Memory Manager is stopped, so
+no replica moves or disappears behind the placement's back. Processes this module starts are stopped on
+exit, error, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

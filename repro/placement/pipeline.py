@@ -93,8 +93,9 @@ def run_pipeline(cluster: Cluster, placement: Placement, pairs: Pairs, sites: di
                                        resources={site: 1}, pure=False)
         previous = futures[stage]
     futures[SINK] = client.submit(deliver, previous, key=keys[SINK], resources={LOCAL: 1}, pure=False)
-    retried = _wait(cluster, futures, placement, workers_before, site_lost_s)
+    _wait(cluster, futures, placement, site_lost_s)
     wall = time.perf_counter() - start
+    retried = cluster.client.run_on_scheduler(_ran_twice, keys=list(keys.values()))
     effects, figure = client.gather([futures["patch"], futures["plot"]])
     stages = _stage_timings(cluster, placement, {**keys, SOURCE: source.key}, start_clock)
     for f in (source, *futures.values()):
@@ -102,10 +103,18 @@ def run_pipeline(cluster: Cluster, placement: Placement, pairs: Pairs, sites: di
     return PipelineRun(placement, stages, wall, effects, figure, retried)
 
 
-def _wait(cluster: Cluster, futures: dict, placement: Placement, workers_before: dict, site_lost_s: float) -> bool:
-    """Wait for the sink; True if a worker was replaced meanwhile. A site gone for ``site_lost_s``, or a task
-    that failed, stops the run with a clear error."""
-    sink, lost_since, retried = futures[SINK], None, False
+def _ran_twice(keys: list[str], dask_scheduler=None) -> bool:
+    """On the scheduler: was any of ``keys`` sent to a worker more than once (its worker died under it, or a
+    result it needed was lost with one)? From the scheduler's own transition log, so it does not matter when
+    the worker died or how fast its replacement came."""
+    starts = [key for key, _start, finish, *_ in dask_scheduler.story(*keys) if finish == "processing" and key in keys]
+    return len(starts) > len(set(starts))
+
+
+def _wait(cluster: Cluster, futures: dict, placement: Placement, site_lost_s: float) -> None:
+    """Wait for the sink. A site gone for ``site_lost_s``, or a task that failed or was cancelled, stops the
+    run with a clear error."""
+    sink, lost_since = futures[SINK], None
     while True:
         _wait_quietly(sink)
         for stage, f in futures.items():
@@ -118,14 +127,13 @@ def _wait(cluster: Cluster, futures: dict, placement: Placement, workers_before:
                 raise EngineError(f"the scheduler cancelled stage {stage!r} of placement {placement.label} "
                                   f"({_cancel_reason(f)}); no timing was written")
         if sink.status == "finished":
-            return retried
+            return
         workers = {}
         for addr, info in cluster.client.scheduler_info(n_workers=-1)["workers"].items():
             for site in (LOCAL, REMOTE):
                 if info.get("resources", {}).get(site):
                     workers[site] = addr
         missing = [s for s in (LOCAL, REMOTE) if s not in workers]
-        retried = retried or any(workers.get(s, workers_before[s]) != workers_before[s] for s in workers_before)
         if not missing:
             lost_since = None
             continue
