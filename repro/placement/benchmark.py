@@ -53,6 +53,7 @@ def run_benchmark(profile: Profile) -> list[dict]:
         client = cluster.client
         for s in ("local", "remote"):
             client.submit(warm_up, site, resources={s: 1}, pure=False).result()
+
         def round_trip():
             tiny = client.submit(_noop, 0, resources={"local": 1}, pure=False)
             client.submit(_noop, tiny, resources={"remote": 1}, pure=False).result()
