@@ -95,7 +95,9 @@ def _steps(model, ids, *, ours: bool, train: bool):
 def _measure(step, tokens: int, device: str) -> tuple[float, float]:
     """(median tokens/s, peak memory MB)."""
     sync = synchronizer(device)
-    time_calls(step, 0, warmup=WARMUP, sync=sync)
+    for _ in range(WARMUP):  # untimed, and before the peak-memory counters start
+        step()
+    sync()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with RSSPeak() as rss:
