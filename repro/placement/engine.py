@@ -222,13 +222,22 @@ class Cluster:
 
     # ---- queries ----
 
-    def site_address(self, site: str | None = None) -> dict[str, str] | str:
-        """The worker address of each site (by its resource), or of one site."""
+    def site_workers(self) -> dict[str, str]:
+        """The worker address of each site that has a worker now (found by its resource)."""
         found = {}
         for addr, info in self.client.scheduler_info(n_workers=-1)["workers"].items():
             for s in SITES:
                 if info.get("resources", {}).get(s):
                     found[s] = addr
+        return found
+
+    def missing_sites(self) -> list[str]:
+        """The sites with no worker now (one died and no replacement has joined yet)."""
+        return [s for s in SITES if s not in self.site_workers()]
+
+    def site_address(self, site: str | None = None) -> dict[str, str] | str:
+        """The worker address of each site, or of one site; EngineError if a site has none."""
+        found = self.site_workers()
         missing = [s for s in SITES if s not in found]
         if missing:
             raise EngineError(

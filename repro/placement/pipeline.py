@@ -79,11 +79,10 @@ def run_pipeline(cluster: Cluster, placement: Placement, pairs: Pairs, sites: di
                  site_lost_s: float = 60.0) -> PipelineRun:
     """Filter -> Collect -> Patch -> Plot -> Deliver under ``placement``; ``sites``: the Site of local and remote."""
     client = cluster.client
-    workers_before = cluster.site_address()
     run_id = uuid.uuid4().hex[:8]
     keys = {stage: f"{stage}-{placement.label}-{run_id}" for stage in (SOURCE, *STAGES, SINK)}
     # The pairs start on the workstation, like the seed's data.
-    source = client.scatter({keys[SOURCE]: pairs}, workers=[workers_before[LOCAL]], direct=False)[keys[SOURCE]]
+    source = client.scatter({keys[SOURCE]: pairs}, workers=[cluster.site_address(LOCAL)], direct=False)[keys[SOURCE]]
     keys.pop(SOURCE)
     start_clock, start = time.time(), time.perf_counter()
     futures, previous = {}, source
@@ -128,12 +127,7 @@ def _wait(cluster: Cluster, futures: dict, placement: Placement, site_lost_s: fl
                                   f"({_cancel_reason(f)}); no timing was written")
         if sink.status == "finished":
             return
-        workers = {}
-        for addr, info in cluster.client.scheduler_info(n_workers=-1)["workers"].items():
-            for site in (LOCAL, REMOTE):
-                if info.get("resources", {}).get(site):
-                    workers[site] = addr
-        missing = [s for s in (LOCAL, REMOTE) if s not in workers]
+        missing = cluster.missing_sites()
         if not missing:
             lost_since = None
             continue
