@@ -6,22 +6,41 @@ from collections import defaultdict
 from pathlib import Path
 
 from repro.results import ClaimRecord, load_records, profile_dir, write_text_atomic
-from repro.verdicts import Verdict
+from repro.verdicts import Estimate, Interval, Ruling, Verdict
 
 BADGE = {
     Verdict.REPRODUCED: "✅ REPRODUCED",
     Verdict.PARTIAL: "🟡 PARTIAL",
     Verdict.NOT_REPRODUCED: "❌ NOT_REPRODUCED",
+    Verdict.INCONCLUSIVE: "❔ INCONCLUSIVE",
     Verdict.NOT_RUN: "⏸ NOT_RUN",
 }
+# What each verdict means, for the report's readers (README says the same).
+LEGEND = (
+    "✅ the 95% interval of every part lies inside the claim's region and every gate passed · "
+    "🟡 some parts reproduced, the others decided not reproduced · "
+    "❌ evidence of absence: the interval lies entirely outside the region · "
+    "❔ a valid run that cannot decide (the interval straddles a boundary, or a gate failed); not a failure to reproduce · "
+    "⏸ not run here (the reason is given)."
+)
 BENCH_FILE = "bench.md"  # written by repro.bench next to the report
 SHARED_PROVENANCE = ("git_commit", "python", "platform", "cpu", "cpu_count", "torch_threads", "cuda", "lock_sha256", "lock_drift")
 
 
+def fmt_interval(interval: Interval | None) -> str:
+    if interval is None:
+        return "—"
+    return f"[{fmt(float(interval.low))}, {fmt(float(interval.high))}]"
+
+
 def fmt(value) -> str:
-    """A number as a reader wants to see it: 4 significant digits, thousands separators for counts."""
+    """A number as a reader wants to see it: 4 significant digits, thousands separators for counts; an
+    estimate as value [low, high] (n units)."""
     if value is None:
         return "—"
+    if isinstance(value, Estimate):
+        i = value.interval
+        return f"{fmt(value.value)} {fmt_interval(i)} (n = {i.n} {i.units})"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
@@ -59,6 +78,7 @@ def verdict_table(records: list[ClaimRecord]) -> str:
         k = r.measurement.key_number
         ours = "—" if k.ours is None else f"{fmt(k.ours)}{k.unit}"
         published = "—" if k.published is None else f"{fmt(k.published)}{k.unit}"
+        ruling = r.measurement.ruling
         rows.append(
             {
                 "#": r.claim.number,
@@ -67,7 +87,10 @@ def verdict_table(records: list[ClaimRecord]) -> str:
                 "verdict": _verdict_cell(r),
                 "key number": k.name if k.ours is not None else r.reason.split(":")[0] or "—",  # the full reason is below
                 "ours": ours,
+                "95% interval": fmt_interval(k.interval),
+                "n": f"{k.interval.n} {k.interval.units}" if k.interval else "—",
                 "published": published,
+                "decided by": ruling.decided_by if ruling else "—",
                 "snapshot": r.snapshot,
             }
         )
@@ -105,7 +128,11 @@ def claim_section(records: list[ClaimRecord]) -> str:
             out += [f"Not run: {r.reason}", ""]
             continue
         k = m.key_number
-        out += [f"**{k.name}: {fmt(k.ours)}{k.unit}** (published: {fmt(k.published)}{k.unit}). Snapshot: {r.snapshot}.", ""]
+        interval = f" {fmt_interval(k.interval)} ({k.interval.method}, n = {k.interval.n} {k.interval.units})" if k.interval else ""
+        out += [f"**{k.name}: {fmt(k.ours)}{k.unit}**{interval} (published: {fmt(k.published)}{k.unit}). "
+                f"Snapshot: {r.snapshot}.", ""]
+        if m.ruling:
+            out += [ruling_section(m.ruling), ""]
         out += [f"- {note}" for note in m.notes] + ([""] if m.notes else [])
         if m.criteria:
             out += ["Criteria the verdict rule used:", "", key_value_table(m.criteria), ""]
@@ -121,6 +148,31 @@ def claim_section(records: list[ClaimRecord]) -> str:
             out += ["Published numbers:", "", key_value_table(m.published), ""]
         out += [f"![{r.model}: {Path(f).stem}]({Path(f).as_posix()})" for f in m.figures]
         out += [""]
+    return "\n".join(out)
+
+
+def ruling_section(ruling: Ruling) -> str:
+    """How the verdict was decided: each part's interval against its region, the gates, what would decide."""
+    out = [f"Decided by: **{ruling.decided_by}**."]
+    if ruling.parts:
+        out += ["", markdown_table([
+            {
+                "part": p.name,
+                "estimate": fmt(p.estimate.value),
+                "95% interval": fmt_interval(p.estimate.interval),
+                "n": f"{p.estimate.interval.n} {p.estimate.interval.units}",
+                "method": p.estimate.interval.method,
+                "region (declared)": str(p.region),
+                "part verdict": BADGE[p.verdict],
+            }
+            for p in ruling.parts
+        ])]
+    if ruling.gates:
+        out += ["", markdown_table([
+            {"gate": g.name, "passed": "✅ yes" if g.passed else "❌ no", "measured": g.detail} for g in ruling.gates
+        ])]
+    if ruling.to_decide:
+        out += ["", f"What would decide: {ruling.to_decide}."]
     return "\n".join(out)
 
 
@@ -184,6 +236,8 @@ def build_report(profile: str, root: Path | None = None) -> str:
         "outcome is never silent. Snapshots compare numbers with tolerance; timings are never snapshotted.",
         "",
         "## Verdicts",
+        "",
+        LEGEND,
         "",
         verdict_table(records),
         "",

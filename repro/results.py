@@ -19,7 +19,7 @@ from pathlib import Path
 
 from repro import lock
 from repro.files import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
-from repro.verdicts import Claim, Measurement, Verdict
+from repro.verdicts import Claim, KeyNumber, Measurement, Verdict, interval_from_dict, ruling_from_dict, with_estimates
 
 REPORTS_ENV = "REPRO_REPORTS_DIR"
 PACKAGES = ("torch", "transformers", "numpy", "scipy", "pandas", "matplotlib", "syrupy", "gguf", "safetensors")
@@ -72,8 +72,6 @@ class ClaimRecord:
 
 
 def not_run(claim: Claim, model: str, profile: str, expected: Verdict, reason: str) -> ClaimRecord:
-    from repro.verdicts import KeyNumber
-
     measurement = Measurement(Verdict.NOT_RUN, KeyNumber("not run", None, None))
     return ClaimRecord(claim, model, profile, expected, measurement, reason=reason, provenance=provenance())
 
@@ -86,11 +84,13 @@ def write_record(record: ClaimRecord, root: Path | None = None) -> Path:
 
 
 def record_from_json(data: dict) -> ClaimRecord:
-    from repro.verdicts import KeyNumber
-
     m = dict(data["measurement"])
     m["verdict"] = Verdict(m["verdict"])
-    m["key_number"] = KeyNumber(**m["key_number"])
+    key = dict(m["key_number"])
+    key["interval"] = interval_from_dict(key["interval"]) if key.get("interval") else None
+    m["key_number"] = KeyNumber(**key)
+    m["ruling"] = ruling_from_dict(m["ruling"]) if m.get("ruling") else None
+    m["criteria"], m["numbers"] = with_estimates(m.get("criteria", {})), with_estimates(m.get("numbers", {}))
     m["figures"] = [Path(p) for p in m.get("figures", [])]
     return ClaimRecord(
         claim=Claim(**data["claim"]),

@@ -5,7 +5,7 @@ import pytest
 from repro import files, results
 from repro.report import build_report, write_report
 from repro.results import ClaimRecord, load_records, not_run, write_json_atomic, write_record
-from repro.verdicts import Claim, KeyNumber, Measurement, Verdict
+from repro.verdicts import Claim, Estimate, Gate, Interval, KeyNumber, Measurement, Part, Region, Verdict, judge
 
 CLAIM = Claim("demo", 9, "Demo claim", "Original words.", "English words.", "Seed 009", "A method.", "A rule.")
 
@@ -60,6 +60,39 @@ def test_provenance_names_code_packages_machine_and_time():
     assert prov["packages"]["torch"] != "not installed" and prov["model_sha256"] == "abc"
 
 
+def _ruled_record(gate_passed=True):
+    """A record decided by intervals: one part inside its region, one straddling it."""
+    speed = Estimate(3.4, Interval(3.1, 3.8, 41, "pairs", "BCa bootstrap over pairs"))
+    share = Estimate(0.55, Interval(0.45, 0.62, 41, "pairs", "BCa bootstrap over pairs"))
+    ruling = judge(
+        [Part("ratio", speed, Region(low=2.0)), Part("LM head share", share, Region(low=0.5))],
+        [Gate("timing pairs", gate_passed, "41 >= 20")],
+        units_by_profile={"cpu": 41, "gpu": 400},
+    )
+    m = Measurement(ruling.verdict, KeyNumber("speed-up", 3.4, 3.14, "×", speed.interval),
+                    criteria={"ratio": speed}, ruling=ruling)
+    return ClaimRecord(CLAIM, "gpt2-random", "cpu", Verdict.INCONCLUSIVE, m, provenance=results.provenance())
+
+
+def test_a_ruled_record_round_trips_and_the_report_shows_intervals_n_and_gates(tmp_path):
+    record = _ruled_record()
+    write_record(record, tmp_path)
+    (loaded,) = load_records("cpu", tmp_path)
+    assert loaded == record and loaded.measurement.ruling.parts[1].verdict == Verdict.INCONCLUSIVE
+    text = build_report("cpu", tmp_path)
+    assert "| 95% interval | n | published | decided by |" in text
+    assert "| ❔ INCONCLUSIVE | speed-up | 3.4× | [3.1, 3.8] | 41 pairs | 3.14× | region |" in text
+    assert "| LM head share | 0.55 | [0.45, 0.62] | 41 pairs | BCa bootstrap over pairs | > 0.5 | ❔ INCONCLUSIVE |" in text
+    assert "| timing pairs | ✅ yes | 41 >= 20 |" in text
+    assert "What would decide: LM head share: ~119 pairs would decide" in text and "the gpu profile runs 400" in text
+    assert "| ratio | 3.4 [3.1, 3.8] (n = 41 pairs) |" in text
+
+
+def test_a_failed_gate_makes_the_verdict_inconclusive_naming_it():
+    ruling = _ruled_record(gate_passed=False).measurement.ruling
+    assert ruling.verdict == Verdict.INCONCLUSIVE and ruling.decided_by == "gate: timing pairs (41 >= 20)"
+
+
 def test_report_is_built_from_saved_records(tmp_path):
     write_record(_record(), tmp_path)
     write_record(not_run(CLAIM, "gpt2", "cpu", Verdict.REPRODUCED, "GPT-2 weights not available offline"), tmp_path)
@@ -67,7 +100,7 @@ def test_report_is_built_from_saved_records(tmp_path):
     path = write_report("cpu", tmp_path)
     text = path.read_text()
     assert path == tmp_path / "cpu" / "report.md"
-    assert "| 9 | Demo claim | `gpt2-random` | ✅ REPRODUCED | speed-up | 3.4× | 3.14× |" in text
+    assert "| 9 | Demo claim | `gpt2-random` | ✅ REPRODUCED | speed-up | 3.4× | — | — | 3.14× | — |" in text
     assert "⏸ NOT_RUN (declared REPRODUCED)" in text and "GPT-2 weights not available offline" in text
     assert "🟡 PARTIAL (declared REPRODUCED)" in text
     assert "> Original words." in text and "| 512 | 1.2 |" in text
