@@ -15,6 +15,7 @@ from pathlib import Path
 from repro.assets import AssetError
 from repro.files import check_writable
 from repro.profiles import Profile, get_profile
+from repro.readers import InputError
 
 EXIT_BAD_INPUT = 2
 
@@ -66,7 +67,7 @@ def guarded(command: str, body: Callable[[], int]) -> int:
     """Run ``body``; a known kind of bad input becomes one line on stderr and exit status 2."""
     try:
         return body()
-    except (UserError, AssetError) as err:
+    except (UserError, AssetError, InputError) as err:
         print(f"python -m repro {command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
