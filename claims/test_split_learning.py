@@ -28,8 +28,16 @@ Method:
     Time depends only on shapes, so GPT-2's architecture at random init is faithful here.
 
 Reproduced when:
-    REPRODUCED when the median Top/Bottom time ratio at 6 tokens is ≥ 2 and the LM head is the largest
-    share of Top's time; NOT_REPRODUCED otherwise. The measured ratio is reported next to the seed's 3.14.
+    Two parts, each with a 95% bootstrap interval over the interleaved timing pairs at the seed's shape
+    (the pairs are the units: a pair's Bottom and Top run back to back, alternating which goes first).
+    (a) The median Top/Bottom time ratio (percentile interval) lies above 2: Top at least twice as slow,
+    the smallest effect of interest (the seed: 3.14). (b) The LM head is Top's largest component: the mean
+    over calls of its share of the call minus the largest other component's share is > 0 (BCa). A part is
+    reproduced when its interval lies inside its region, not reproduced when it lies entirely outside,
+    undecided otherwise. Gate: >= 20 timing pairs. REPRODUCED when both parts are reproduced;
+    NOT_REPRODUCED when both are decided not; PARTIAL when one is and the other is decided not;
+    INCONCLUSIVE when either is undecided or the gate fails. The measured ratio is reported next to the
+    seed's 3.14.
 """
 
 import pytest

@@ -84,17 +84,33 @@ def _bootstrap(n: int, statistic: IndexStatistic, method: str, n_resamples: int,
             vectorised,
             vectorized=True,
             n_resamples=n_resamples,
-            batch=max(1, min(n_resamples, 4_000_000 // max(n, 1) // 64)),  # bounds memory for big units
+            batch=max(1, min(n_resamples, 2_000_000 // max(n, 1))),  # bounds the [resamples, n] arrays
             confidence_level=level,
             method=BOOTSTRAP_METHODS[method],
             rng=np.random.default_rng(seed),
         )
 
 
-def mean_of(values: np.ndarray) -> IndexStatistic:
-    """The mean of per-unit values (any trailing shape is averaged too): the commonest statistic."""
+def unit_counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each of ``n`` units occurs in each resample: [rows, k] indices -> [rows, n] counts."""
+    rows = idx.shape[0]
+    offset = idx + n * np.arange(rows)[:, None]  # each row its own block of n bins
+    return np.bincount(offset.ravel(), minlength=rows * n).reshape(rows, n).astype(float)
+
+
+def resampled_means(idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Means of per-unit values over each resample: [rows, k] indices, [n, ...] values -> [rows, ...], as one
+    matrix product (a unit's whole matrix is never copied once per draw)."""
     values = np.asarray(values, dtype=float)
-    return lambda idx: values[idx].reshape(idx.shape[0], -1).mean(axis=1)
+    flat = values.reshape(values.shape[0], -1)
+    means = unit_counts(idx, values.shape[0]) @ flat / idx.shape[1]
+    return means.reshape(idx.shape[0], *values.shape[1:])
+
+
+def mean_of(values: np.ndarray) -> IndexStatistic:
+    """The mean of per-unit values: the commonest statistic."""
+    values = np.asarray(values, dtype=float)
+    return lambda idx: resampled_means(idx, values)
 
 
 def binomial_estimate(k: int, n: int, *, units: str, level: float = LEVEL) -> Estimate:

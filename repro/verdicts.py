@@ -140,10 +140,10 @@ class Region:
 
     def __str__(self) -> str:
         if self.low is None:
-            return f"< {self.high:g}"
+            return f"< {self.high:.4g}"
         if self.high is None:
-            return f"> {self.low:g}"
-        return f"({self.low:g}, {self.high:g})"
+            return f"> {self.low:.4g}"
+        return f"({self.low:.4g}, {self.high:.4g})"
 
 
 @dataclass(frozen=True)
@@ -159,13 +159,16 @@ class Part:
         return self.region.decide(self.estimate.interval)
 
     def units_to_decide(self) -> int | None:
-        """Units whose interval would clear the nearest boundary, scaling the half-width as 1/sqrt(n) around
-        the same estimate; None when the estimate sits on the boundary (no finite number decides)."""
-        interval = self.estimate.interval
-        distance = abs(self.estimate.value - self.region.nearest_boundary(self.estimate.value))
-        if not (distance > 0 and math.isfinite(interval.half_width)):
+        """Units whose interval would clear the nearest boundary: the interval's reach from the estimate
+        towards that boundary, scaled as 1/sqrt(n) around the same estimate, must end short of it. None when
+        the estimate sits on the boundary (no number of units decides)."""
+        interval, value = self.estimate.interval, self.estimate.value
+        boundary = self.region.nearest_boundary(value)
+        reach = value - interval.low if boundary < value else interval.high - value
+        distance = abs(value - boundary)
+        if not (distance > 0 and math.isfinite(reach)):
             return None
-        return max(interval.n + 1, math.ceil(interval.n * (interval.half_width / distance) ** 2))
+        return max(interval.n + 1, math.ceil(interval.n * (reach / distance) ** 2))
 
 
 @dataclass(frozen=True)

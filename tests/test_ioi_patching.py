@@ -201,7 +201,9 @@ def test_run_ioi_writes_figures_results_and_stable_snapshot(tiny, tiny_pairs, tm
     assert isinstance(result, ClaimResult)
     assert result.n_kept == len(tiny_pairs) and result.heads.shape == (3, 4) and result.resid.shape[0] == 3
     assert len(result.resid_tokens) == result.resid.shape[1] and result.resid_n_pairs >= 1
-    assert isinstance(result.verdict.verdict, Verdict) and result.measurement().verdict is result.verdict.verdict
+    assert isinstance(result.ruling.verdict, Verdict) and result.measurement().verdict is result.ruling.verdict
+    # the exact per-pair head matrix the bootstrap resamples averages to the reported effects
+    assert result.estimates["band share"].value == pytest.approx(result.criteria.band_share)
     assert sorted(p.name for p in result.figures.values()) == sorted(
         f"tiny-gpt2-ioi-{name}.png"
         for name in ("attribution-scatter", "heatmap", "heatmap-final-pos", "layer-bars", "resid-map")
@@ -214,7 +216,7 @@ def test_run_ioi_writes_figures_results_and_stable_snapshot(tiny, tiny_pairs, tm
     json.dumps(result.snapshot())  # plain JSON types only
     written = write_results(result, tmp_path / "out")
     summary = json.loads(written["json"].read_text())
-    assert summary["criteria"]["verdict"] == result.verdict.verdict.value
+    assert summary["ruling"]["verdict"] == result.ruling.verdict.value
     assert summary["settings"]["pair_seed"] == 0
     assert np.array_equal(np.load(written["heads"]), result.heads)
 

@@ -5,7 +5,18 @@ import pytest
 from repro import files, results
 from repro.report import build_report, write_report
 from repro.results import ClaimRecord, load_records, not_run, write_json_atomic, write_record
-from repro.verdicts import Claim, Estimate, Gate, Interval, KeyNumber, Measurement, Part, Region, Verdict, judge
+from repro.verdicts import (
+    Claim,
+    Estimate,
+    Gate,
+    Interval,
+    KeyNumber,
+    Measurement,
+    Part,
+    Region,
+    Verdict,
+    judge,
+)
 
 CLAIM = Claim("demo", 9, "Demo claim", "Original words.", "English words.", "Seed 009", "A method.", "A rule.")
 
@@ -84,7 +95,7 @@ def test_a_ruled_record_round_trips_and_the_report_shows_intervals_n_and_gates(t
     assert "| ❔ INCONCLUSIVE | speed-up | 3.4× | [3.1, 3.8] | 41 pairs | 3.14× | region |" in text
     assert "| LM head share | 0.55 | [0.45, 0.62] | 41 pairs | BCa bootstrap over pairs | > 0.5 | ❔ INCONCLUSIVE |" in text
     assert "| timing pairs | ✅ yes | 41 >= 20 |" in text
-    assert "What would decide: LM head share: ~119 pairs would decide" in text and "the gpu profile runs 400" in text
+    assert "What would decide: LM head share: ~164 pairs would decide" in text and "the gpu profile runs 400" in text
     assert "| ratio | 3.4 [3.1, 3.8] (n = 41 pairs) |" in text
 
 

@@ -7,7 +7,6 @@ runs on tiny GPT-2 and LLaMA configs built in milliseconds.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -18,11 +17,12 @@ from toy_models import as_loaded, toy_gpt2, toy_llama
 from repro import profiles
 from repro.models import LoadedModel, load_model
 from repro.profiles import SplitSettings, get_profile
-from repro.split import cli, run_split, split_parts, split_verdict
+from repro.split import cli, run_split, split_parts, split_ruling
 from repro.split.counting import component_flops, lm_head_macs
 from repro.split.parts import lm_head_is_tied, param_counts
 from repro.split.roofline import lm_head_roofline
-from repro.split.timing import bootstrap_median_ci, time_pairs
+from repro.split.timing import PairedTiming, PartTimes, time_pairs
+from repro.split.verdict import RATIO
 from repro.timing import torch_threads
 from repro.verdicts import ClaimResult, Verdict
 
@@ -153,23 +153,37 @@ def test_thread_count_is_restored():
     assert torch.get_num_threads() == before
 
 
+def synthetic_timing(ratio: float, lm_head_share: float, pairs: int = 41, noise: float = 0.05, seed: int = 0):
+    """Timing pairs whose Top/Bottom ratio and LM-head share are known (lognormal noise per call)."""
+    rng = np.random.default_rng(seed)
+    bottom_ns = (1e6 * np.exp(rng.normal(0, noise, (pairs, 1)))).astype(np.int64)
+    top_total = 1e6 * ratio * np.exp(rng.normal(0, noise, pairs))
+    rest = (1 - lm_head_share) / 3
+    top_ns = (top_total[:, None] * np.array([rest, rest, rest, lm_head_share])).astype(np.int64)
+    return PairedTiming(6, 1, PartTimes(("all",), bottom_ns), PartTimes(("block 10", "block 11", "final norm", "lm head"), top_ns))
+
+
 @pytest.mark.parametrize(
-    "ratio, shares, expected",
+    "ratio, share, noise, pairs, expected, decided_by",
     [
-        (3.14, {"block 10": 0.1, "block 11": 0.1, "final norm": 0.08, "lm head": 0.72}, Verdict.REPRODUCED),
-        (2.0, {"block 10": 0.2, "lm head": 0.5}, Verdict.REPRODUCED),  # the threshold itself passes
-        (1.9, {"block 10": 0.2, "lm head": 0.8}, Verdict.NOT_REPRODUCED),
-        (
-            4.0,
-            {"block 10": 0.4, "block 11": 0.35, "lm head": 0.25},
-            Verdict.NOT_REPRODUCED,
-        ),  # head not largest
-        (math.nan, {"lm head": 1.0}, Verdict.NOT_REPRODUCED),
-        (3.0, {}, Verdict.NOT_REPRODUCED),
+        (3.14, 0.72, 0.05, 41, Verdict.REPRODUCED, "region"),
+        (1.2, 0.11, 0.05, 41, Verdict.NOT_REPRODUCED, "region"),  # launch-bound, as on the H100
+        (3.0, 0.20, 0.05, 41, Verdict.PARTIAL, "region"),  # slow Top, but not because of the LM head
+        (2.0, 0.72, 0.3, 41, Verdict.INCONCLUSIVE, "region"),  # a noisy ratio at the threshold
+        (3.14, 0.72, 0.05, 5, Verdict.INCONCLUSIVE, "gate: enough timing pairs (5 interleaved pairs (need >= 20))"),
     ],
 )
-def test_verdict_rule(ratio, shares, expected):
-    assert split_verdict(ratio, shares) == expected
+def test_verdict_rule(ratio, share, noise, pairs, expected, decided_by):
+    ruling, estimates = split_ruling(synthetic_timing(ratio, share, pairs, noise), {"cpu": 41, "gpu": 400})
+    assert ruling.verdict == expected and ruling.decided_by == decided_by
+    assert estimates[RATIO].value == pytest.approx(ratio, rel=0.15)
+    if expected == Verdict.INCONCLUSIVE and decided_by == "region":
+        assert "interleaved pairs would decide" in ruling.to_decide
+
+
+def test_one_pair_cannot_decide():
+    ruling, _ = split_ruling(synthetic_timing(3.14, 0.72, pairs=1))
+    assert ruling.verdict == Verdict.INCONCLUSIVE and ruling.decided_by.startswith("gate: enough timing pairs")
 
 
 def test_roofline_bounds():
@@ -180,14 +194,6 @@ def test_roofline_bounds():
     assert short["memory_ms"] == pytest.approx(1e3 * 4 * (768 * 50257 + 768 + 50257) / 20e9)
     assert long["predicted_ms"] == pytest.approx(1e3 * 2 * 512 * 768 * 50257 / 100e9)
     assert short["intensity"] < short["ridge"] < long["intensity"]
-
-
-def test_bootstrap_interval_brackets_the_median():
-    values = np.random.default_rng(1).lognormal(size=41)
-    lo, hi = bootstrap_median_ci(values)
-    assert lo <= np.median(values) <= hi
-    assert bootstrap_median_ci(values) == (lo, hi)  # seeded
-    assert bootstrap_median_ci([2.5]) == (2.5, 2.5)  # one pair: no spread, no error
 
 
 def test_run_split_end_to_end(tiny, tmp_path):

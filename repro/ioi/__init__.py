@@ -3,7 +3,8 @@
 - ``run``: ``run_ioi``, the pipeline stage by stage (Filter -> Collect -> Patch -> Judge -> Plot), and
   ``head_effect_matrix``, the same patching on pairs you give.
 - ``result``: ``IOIResult``, with ``measurement()`` for the report and ``snapshot()``; ``write_results``.
-- ``verdict``: the rule (``ioi_verdict``, the relative-depth bands) and ``PUBLISHED``, the seed's numbers.
+- ``verdict``: the rule (``ioi_criteria`` on all pairs, ``ioi_ruling`` from bootstrap intervals over them,
+  the relative-depth bands) and ``PUBLISHED``, the seed's numbers.
 - ``plots``: the figures, from plain data. ``benchmark``: exact and attribution patching against the
   naive per-head baseline. ``cli``: ``python -m repro ioi``.
 - ``dataset``: IOI prompt pairs (generator, JSON reader). ``filtering``: keep the pairs the model gets
@@ -14,16 +15,17 @@
 from repro.ioi.dataset import IOIPair, generate_pairs, load_pairs
 from repro.ioi.result import IOIResult, write_results
 from repro.ioi.run import head_effect_matrix, run_ioi
-from repro.ioi.verdict import PUBLISHED, IOIVerdict, ioi_verdict
+from repro.ioi.verdict import PUBLISHED, IOICriteria, ioi_criteria, ioi_ruling
 
 __all__ = [
     "PUBLISHED",
     "IOIPair",
     "IOIResult",
-    "IOIVerdict",
+    "IOICriteria",
     "generate_pairs",
     "head_effect_matrix",
-    "ioi_verdict",
+    "ioi_criteria",
+    "ioi_ruling",
     "load_pairs",
     "run_ioi",
     "write_results",

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from repro.files import write_json_atomic, write_npy_atomic
-from repro.ioi.verdict import PUBLISHED, IOIVerdict, relative_depth
+from repro.ioi.verdict import DEPTH, PUBLISHED, IOICriteria, relative_depth
 from repro.profiles import IOISettings
 from repro.snapshots import rounded
-from repro.verdicts import KeyNumber, Measurement
+from repro.verdicts import Estimate, KeyNumber, Measurement, Ruling
 
 MATRICES = ("heads", "heads_final", "attn_layers", "mlp_layers", "resid", "attribution", "attribution_final")
 
@@ -64,7 +64,10 @@ class IOIResult:
     attribution_disagreements: list[dict]  # heads where attribution and exact differ most
     layer_shares: np.ndarray  # [layer] share of total |head effect|
     top_heads: list[dict]  # 10 largest |effect|, all positions
-    verdict: IOIVerdict
+    criteria: IOICriteria  # the rule's quantities on all kept pairs
+    ruling: Ruling  # the verdict from their bootstrap intervals over pairs
+    estimates: dict[str, Estimate]  # every statistic of the rule with its interval
+    top_head_stability: float  # fraction of bootstrap resamples with the same top head
     handoff_layer: int | None  # first layer where END's residual carries the answer (resid map)
     seconds: dict[str, float]  # stage -> wall time (repro.timing.StageTimer)
     cache_bytes_max: int
@@ -73,7 +76,7 @@ class IOIResult:
     def snapshot(self) -> dict:
         """Numbers for regression snapshots: only what is stable across runs and thread counts, rounded.
         Head rankings beyond the top head are left out (near-ties may swap on float noise)."""
-        v = self.verdict
+        v = self.criteria
         return {
             "model": self.model,
             "n_pairs": self.n_pairs,
@@ -81,7 +84,10 @@ class IOIResult:
             "drop_reasons": dict(sorted(self.drop_reasons.items())),
             "clean_logit_diff": rounded(self.clean_ld_mean),
             "corrupted_logit_diff": rounded(self.corrupted_ld_mean),
-            "verdict": v.verdict.value,
+            "verdict": self.ruling.verdict.value,
+            "decided_by": self.ruling.decided_by,
+            "intervals": {name: rounded([e.value, e.interval.low, e.interval.high]) for name, e in self.estimates.items()},
+            "top_head_stability": rounded(self.top_head_stability, 2),
             "top_head": list(v.top_head),
             "band_layers": v.band_layers,
             "band_share": rounded(v.band_share),
@@ -97,10 +103,12 @@ class IOIResult:
 
     def numbers(self) -> dict:
         """Headline numbers for the report."""
-        v = self.verdict
+        v = self.criteria
         return {
-            "verdict": v.verdict.value,
+            "verdict": self.ruling.verdict.value,
             "pairs kept": f"{self.n_kept}/{self.n_pairs}",
+            **{f"{name} (95% interval)": e for name, e in self.estimates.items()},
+            "top head the same in bootstrap resamples": rounded(self.top_head_stability, 3),
             "clean logit diff (published GPT-2: 3.5)": rounded(self.clean_ld_mean),
             "corrupted logit diff": rounded(self.corrupted_ld_mean),
             "top head": head_name(v.top_head),
@@ -123,7 +131,7 @@ class IOIResult:
 
     def measurement(self) -> Measurement:
         """The record for the report."""
-        v = self.verdict
+        v = self.criteria
         notes = [
             f"Bands are relative depths (layer + 1/2) / {self.n_layers}: the seed's layers 9-10 of 12 are layers "
             f"{v.band_layers} here, 7-8 of 12 are {v.mid_layers}, the lowest quarter is {v.low_layers}.",
@@ -141,14 +149,21 @@ class IOIResult:
             notes.append(
                 "The published head indices (9.9, 10.7, ...) are GPT-2 small's; other models are compared by depth."
             )
+        notes.append(
+            f"Intervals: bootstrap over the {self.n_kept} kept pairs (each resample re-averages the clean, corrupted "
+            f"and patched logit diffs before normalising); the top head {head_name(v.top_head)} is the top head in "
+            f"{self.top_head_stability:.0%} of resamples."
+        )
         return Measurement(
-            verdict=v.verdict,
+            verdict=self.ruling.verdict,
             key_number=KeyNumber(
                 "relative depth of the most important head",
                 rounded(relative_depth(v.top_head[0], self.n_layers)),
                 "0.79-0.88 (layers 9-10 of 12)",
+                interval=self.estimates[DEPTH].interval,
             ),
-            criteria=v.criteria(),
+            criteria={**self.estimates, **{k: x for k, x in v.as_dict().items() if k not in ("band_share", "low_share", "best_window_share")}},
+            ruling=self.ruling,
             numbers=self.numbers(),
             published=PUBLISHED,
             figures=list(self.figures.values()),
@@ -171,7 +186,8 @@ def write_results(result: IOIResult, out_dir: str | Path) -> dict[str, Path]:
         },
         "vocabulary": result.vocabulary,
         "numbers": result.numbers(),
-        "criteria": result.verdict.criteria(),
+        "criteria": result.criteria.as_dict(),
+        "ruling": result.ruling,
         "top_heads": result.top_heads,
         "attribution_disagreements": result.attribution_disagreements,
         "resid_tokens": result.resid_tokens,

@@ -24,10 +24,12 @@ from repro.ioi.filtering import filter_pairs
 from repro.ioi.metric import normalised
 from repro.ioi.patching import head_patched_ld, layer_patched_ld, resid_patched_ld
 from repro.ioi.result import IOIResult, parse_head, ranked_heads
-from repro.ioi.verdict import handoff_layer, ioi_verdict, layer_shares
+from repro.ioi.verdict import PairEffects, handoff_layer, ioi_criteria, ioi_ruling, layer_shares
 from repro.models import LoadedModel
-from repro.profiles import Profile
+from repro.profiles import PROFILES, Profile
 from repro.timing import StageTimer
+
+CPU_PAIRS, GPU_PAIRS = PROFILES["cpu"].ioi.n_pairs, PROFILES["gpu"].ioi.n_pairs  # what each profile provides
 
 
 @dataclass
@@ -42,6 +44,7 @@ class PatchEffects:
     attribution_final: np.ndarray  # [layer, head], estimate of ``heads_final``
     clean_ld: np.ndarray  # [pair] logit diffs, in batch order
     corrupted_ld: np.ndarray  # [pair]
+    heads_ld: np.ndarray  # [pair, layer, head] logit diff with each head patched (all positions)
     seconds: dict[str, float]  # stage -> wall time
     cache_bytes_max: int  # largest clean + corrupted cache held at once (one batch)
 
@@ -98,6 +101,7 @@ def patch_batches(
         attribution_final=effect("attr_final"),
         clean_ld=clean_ld.numpy(),
         corrupted_ld=corr_ld.numpy(),
+        heads_ld=torch.cat(raw["heads"], dim=-1).permute(2, 0, 1).double().numpy() if raw["heads"] else np.zeros((0, 0, 0)),
         seconds=timer.seconds,
         cache_bytes_max=cache_max,
     )
@@ -148,7 +152,11 @@ def run_ioi(
     rep, template = representative_batch(kept.batches, pairs)
     resid = timer.call("resid", resid_effects, adapter, rep, progress)
 
-    verdict = ioi_verdict(effects.heads, effects.heads_final, float(effects.clean_ld.mean()))
+    criteria = ioi_criteria(effects.heads, effects.heads_final, float(effects.clean_ld.mean()))
+    ruled = timer.call(
+        "judge", ioi_ruling, PairEffects(effects.clean_ld, effects.corrupted_ld, effects.heads_ld),
+        n_pairs=kept.n_total, units_by_profile={"cpu": CPU_PAIRS, "gpu": GPU_PAIRS},
+    )
     gap = np.abs(effects.attribution - effects.heads)
     result = IOIResult(
         model=lm.key,
@@ -186,7 +194,10 @@ def run_ioi(
         ],
         layer_shares=layer_shares(effects.heads),
         top_heads=ranked_heads(effects.heads, 10),
-        verdict=verdict,
+        criteria=criteria,
+        ruling=ruled.ruling,
+        estimates=ruled.estimates,
+        top_head_stability=ruled.top_head_stability,
         handoff_layer=handoff_layer(resid),
         seconds=timer.seconds,
         cache_bytes_max=effects.cache_bytes_max,

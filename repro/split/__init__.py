@@ -2,7 +2,8 @@
 
 - ``run``: ``run_split``, the pipeline stage by stage (cut, count, time, sweep, roofline, plot).
 - ``result``: ``SplitResult``, with ``measurement()`` for the report and ``snapshot()`` (counts only).
-- ``verdict``: the rule (``split_verdict``, ``RATIO_THRESHOLD``) and ``PUBLISHED``, seed 002's numbers.
+- ``verdict``: the rule (``split_ruling``: intervals over timing pairs, ``RATIO_THRESHOLD``) and
+  ``PUBLISHED``, seed 002's numbers.
 - ``plots``: the figures, from plain data. ``benchmark``: ``run_benchmark`` rows for ``nox -s bench``.
 - ``cli``: ``python -m repro split``, the seed's analysis printed for one model, cut and length.
 - ``parts``: the cut, as ordered lists of named components (Bottom: ids -> hidden; Top: hidden -> logits).
@@ -15,7 +16,7 @@ from repro.split.benchmark import run_benchmark
 from repro.split.parts import Component, Part, param_counts, split_parts
 from repro.split.result import SplitResult
 from repro.split.run import run_split
-from repro.split.verdict import PUBLISHED, RATIO_THRESHOLD, split_verdict
+from repro.split.verdict import PUBLISHED, RATIO_THRESHOLD, split_ruling
 
 __all__ = [
     "PUBLISHED",
@@ -27,5 +28,5 @@ __all__ = [
     "run_benchmark",
     "run_split",
     "split_parts",
-    "split_verdict",
+    "split_ruling",
 ]

@@ -15,7 +15,7 @@ from repro.models import MODEL_KEYS, load_model
 from repro.split.parts import LM_HEAD
 from repro.split.result import SplitResult
 from repro.split.run import run_split
-from repro.split.verdict import PUBLISHED, RATIO_THRESHOLD
+from repro.split.verdict import LM_HEAD_SHARE, PUBLISHED, RATIO, RATIO_THRESHOLD
 
 COMMAND = "split"
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 "settings": settings,
                 "verdict": result.verdict,
                 "criteria": result.criteria(),
+                "ruling": result.ruling,
                 "counts": result.snapshot(),
                 "numbers": result.numbers(),
                 "published": PUBLISHED,
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def analysis(result: SplitResult) -> str:
     """The seed's analysis as text: per-component table, compute, times, ratio, verdict."""
     s = result.timing.summary()
+    ratio, share = result.estimates[RATIO], result.estimates[LM_HEAD_SHARE]
     macs, weight_macs = result.macs(), result.weight_macs()
     lines = [
         f"{result.model_key} cut at {result.cut} blocks, input [1, {result.seq_len}, {result.d_model}], "
@@ -115,9 +117,12 @@ def analysis(result: SplitResult) -> str:
         f"  Top    {s['top_ms']:8.3f} ms ({s['top_ms_iqr'][0]:.3f}-{s['top_ms_iqr'][1]:.3f})"
         f"   seed {PUBLISHED['ms']['top']} ms",
         f"Ratio Top/Bottom {s['ratio']:.2f}x (IQR {s['ratio_iqr'][0]:.2f}-{s['ratio_iqr'][1]:.2f}, "
-        f"95% CI {s['ratio_ci95'][0]:.2f}-{s['ratio_ci95'][1]:.2f}); seed {PUBLISHED['ratio']}x",
-        f"LM head share of Top's time {result.top_shares()[LM_HEAD]:.0%} (seed {PUBLISHED['lm_head_share_of_top']:.0%})",
-        f"Verdict at this cut and length: {result.verdict.value} (the rule: ratio >= {RATIO_THRESHOLD:g} and the LM head "
-        "is Top's largest component)",
+        f"95% CI {ratio.interval.low:.2f}-{ratio.interval.high:.2f} over {ratio.interval.n} pairs); seed {PUBLISHED['ratio']}x",
+        f"LM head share of Top's time {share.value:.0%} (95% CI {share.interval.low:.0%}-{share.interval.high:.0%}; "
+        f"seed {PUBLISHED['lm_head_share_of_top']:.0%})",
+        f"Verdict at this cut and length: {result.verdict.value}, decided by {result.ruling.decided_by} (the rule: the "
+        f"ratio's interval above {RATIO_THRESHOLD:g} and the LM head's lead over Top's other components above 0)",
     ]
+    if result.ruling.to_decide:
+        lines.append(f"What would decide: {result.ruling.to_decide}")
     return "\n".join(lines)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from repro.split.parts import LM_HEAD
 from repro.split.timing import PairedTiming
-from repro.split.verdict import PUBLISHED, RATIO_THRESHOLD, split_verdict
-from repro.verdicts import KeyNumber, Measurement, Verdict
+from repro.split.verdict import PUBLISHED, RATIO, RATIO_THRESHOLD
+from repro.verdicts import Estimate, KeyNumber, Measurement, Ruling, Verdict
 
 
 def _with_totals(per_component: dict[str, int]) -> dict[str, int]:
@@ -38,6 +38,8 @@ class SplitResult:
     bandwidth: dict[str, float]
     peak_flops: float
     roofline: list[dict]  # per seq_len: LM head measured vs predicted
+    ruling: Ruling  # the verdict from the timing pairs' intervals (repro.split.verdict.split_ruling)
+    estimates: dict[str, Estimate]  # the statistics the rule used, with their intervals
     figures: dict[str, Path] = field(default_factory=dict)
     elapsed_s: float = float("nan")
     load_average: list[float] = field(default_factory=list)  # 1-min load before and after: other work skews timings
@@ -86,7 +88,7 @@ class SplitResult:
 
     @property
     def verdict(self) -> Verdict:
-        return split_verdict(self.ratio, self.top_shares())
+        return self.ruling.verdict
 
     # ---- outputs ----
     def snapshot(self) -> dict:
@@ -142,7 +144,7 @@ class SplitResult:
             "Bottom median ms, IQR": [s["bottom_ms"], *s["bottom_ms_iqr"]],
             "Top median ms, IQR": [s["top_ms"], *s["top_ms_iqr"]],
             "ratio IQR": s["ratio_iqr"],
-            "ratio 95% CI (bootstrap)": s["ratio_ci95"],
+            **{f"{name} (95% interval)": e for name, e in self.estimates.items()},
             "ratio of the fastest calls": s["ratio_of_mins"],
             "memory bandwidth, read GB/s": self.bandwidth["read"] / 1e9,
             "peak matmul GFLOP/s": self.peak_flops / 1e9,
@@ -163,15 +165,12 @@ class SplitResult:
         }
 
     def criteria(self) -> dict:
-        """The values the verdict rule looks at (``repro.split.verdict``)."""
-        summary = self.timing.summary()
+        """The values the verdict rule looks at (``repro.split.verdict``), with their intervals."""
         shares = self.top_shares()
         return {
-            "ratio": summary["ratio"],
-            "ratio_ci95": summary["ratio_ci95"],
+            **self.estimates,
             "ratio_threshold": RATIO_THRESHOLD,
             "largest_top_component": max(shares, key=shares.get),
-            "lm_head_share_of_top": shares[LM_HEAD],
         }
 
     def measurement(self) -> Measurement:
@@ -183,7 +182,9 @@ class SplitResult:
             "Component times are clock stamps inside the same timed calls, so they add up to the totals; the "
             f"seed's Bottom breakdown ({' + '.join(map(str, PUBLISHED['bottom_breakdown_ms']))} ms) exceeds its 3.62 ms total.",
             f"Times are medians of {summary['pairs']} interleaved pairs at {self.timing.threads} thread(s) after warm-up; "
-            "the causal mask is built once per shape, outside the timed calls.",
+            "the causal mask is built once per shape, outside the timed calls. Intervals are bootstraps over those "
+            "pairs: each pair's Bottom and Top ran back to back (alternating which first), so the pairs are the "
+            "units; slow drifts of a shared machine cancel in a pair's ratio, bursts that hit one call do not.",
         ]
         at_seed = next((r for r in self.roofline if r["seq_len"] == self.seq_len), None)
         if at_seed:
@@ -212,9 +213,11 @@ class SplitResult:
         return Measurement(
             verdict=self.verdict,
             key_number=KeyNumber(
-                f"Top/Bottom time at {self.seq_len} tokens", summary["ratio"], PUBLISHED["ratio"], "x"
+                f"Top/Bottom time at {self.seq_len} tokens", summary["ratio"], PUBLISHED["ratio"], "x",
+                interval=self.estimates[RATIO].interval,
             ),
             criteria=self.criteria(),
+            ruling=self.ruling,
             numbers=self.numbers(),
             published={
                 "ratio": PUBLISHED["ratio"],

@@ -16,14 +16,14 @@ from tqdm.auto import tqdm
 
 from repro.files import figure_path
 from repro.models import LoadedModel
-from repro.profiles import Profile, SplitSettings
+from repro.profiles import PROFILES, Profile, SplitSettings
 from repro.split import plots
 from repro.split.counting import component_flops, lm_head_macs
 from repro.split.parts import LM_HEAD, Part, lm_head_is_tied, param_counts, split_parts
 from repro.split.result import SplitResult
 from repro.split.roofline import lm_head_roofline, memory_bandwidth, peak_matmul_flops
 from repro.split.timing import time_pairs
-from repro.split.verdict import PUBLISHED, RATIO_THRESHOLD
+from repro.split.verdict import PUBLISHED, RATIO_THRESHOLD, split_ruling
 from repro.timing import StageTimer, torch_threads
 
 # Per sweep point: the weights are already hot; a new shape needs a call or two for the allocator.
@@ -116,6 +116,7 @@ def run_split(lm: LoadedModel, profile: Profile, out_dir: Path | str, *, progres
         bandwidth = memory_bandwidth(weight.device)
         peak = peak_matmul_flops(weight.device, weight.dtype)
     roofline = roofline_rows([r for r in sweep_rows if r["threads"] == main_threads], adapter, bandwidth, peak)
+    ruling, estimates = timer.call("judge", split_ruling, timing, {name: p.split.pairs for name, p in PROFILES.items()})
 
     result = SplitResult(
         model_key=lm.key,
@@ -134,6 +135,8 @@ def run_split(lm: LoadedModel, profile: Profile, out_dir: Path | str, *, progres
         bandwidth=bandwidth,
         peak_flops=peak,
         roofline=roofline,
+        ruling=ruling,
+        estimates=estimates,
     )
     result.figures = timer.call("plot", draw, result, Path(out_dir))
     result.seconds = timer.seconds

@@ -15,14 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import bootstrap
 from tqdm.auto import tqdm
 
 from repro.split.parts import Part
 from repro.timing import gc_paused, synchronizer, torch_threads
-
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
 
 
 def timed_call(
@@ -42,22 +38,6 @@ def timed_call(
 def iqr(values) -> tuple[float, float]:
     q25, q75 = np.percentile(np.asarray(values, dtype=float), [25, 75])
     return float(q25), float(q75)
-
-
-def bootstrap_median_ci(values, level: float = 0.95) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the median (seeded, so reruns on the same data agree)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:  # one pair has no spread to resample (scipy refuses it)
-        return float(values.mean()), float(values.mean())
-    ci = bootstrap(
-        (values,),
-        np.median,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        confidence_level=level,
-        method="percentile",
-        rng=np.random.default_rng(BOOTSTRAP_SEED),
-    ).confidence_interval
-    return float(ci.low), float(ci.high)
 
 
 @dataclass(frozen=True)
@@ -117,7 +97,6 @@ class PairedTiming:
 
     def summary(self) -> dict:
         q25, q75 = iqr(self.ratios)
-        lo, hi = bootstrap_median_ci(self.ratios)
         bq25, bq75 = iqr(self.bottom.totals_ms)
         tq25, tq75 = iqr(self.top.totals_ms)
         return {
@@ -130,7 +109,6 @@ class PairedTiming:
             "top_ms_iqr": [tq25, tq75],
             "ratio": float(np.median(self.ratios)),
             "ratio_iqr": [q25, q75],
-            "ratio_ci95": [lo, hi],
             # Fastest calls: least disturbed by other processes (timeit's advice), a check on the median
             # when the machine is shared; many small ops (Bottom) suffer more from a busy core than one
             # large matmul (Top's LM head), which biases the median ratio down under load.
