@@ -203,14 +203,15 @@ def seed_walls():
 def test_the_verdict_is_the_seed_links_headline_unless_a_gate_fails():
     seed = block([3.5, 3.6, 3.4, 3.5, 3.55, 3.45], [3.0, 3.1, 2.95, 3.05, 3.0, 3.02], [6.7, 6.6, 6.8])
     fast = block([3.0, 3.2, 3.1, 3.05, 3.15, 3.1], [3.0, 3.1, 2.95, 3.05, 3.0, 3.02], [6.7, 6.6, 6.8], rate=20)
-    ok = dict(shaped=True, link_kind="veth", stated_slowdown=3.0, slowdown=2.9, max_effect_diff=0.0, retried=0)
+    ok = dict(link_mode="shaped", link_kind="veth", stated_slowdown=3.0, slowdown=2.9, max_effect_diff=0.0, retried=0)
     ruling, by_rate = rule([seed, fast], gates([seed, fast], **ok), {"cpu": 6})
     assert ruling.verdict == Verdict.REPRODUCED and len(by_rate) == 2 and len(ruling.parts) == 8
-    for broken in ({"slowdown": 1.2}, {"shaped": False}, {"retried": 1}, {"max_effect_diff": 0.1}):
+    for broken in ({"slowdown": 1.2}, {"link_mode": "loopback"}, {"retried": 1}, {"max_effect_diff": 0.1}):
         failed = rule([seed, fast], gates([seed, fast], **(ok | broken)), {"cpu": 6})[0]
         assert failed.verdict == Verdict.INCONCLUSIVE and failed.decided_by.startswith("gate:")
     slow_link = block(*seed_walls(), efficiency=0.2)  # tbf not doing what it says
     assert not gates([slow_link], **ok)[0].passed
+    assert gates([slow_link], **(ok | {"link_mode": "external"}))[0].passed  # a user's link is what it is
     short = block(*seed_walls())
     short.rounds[0]["hybrid"] = FakeRun(3.0, veth={"upload": 10, "download": 0}, moved=500)
     assert "veth" in gates([short], **ok)[0].detail and not gates([short], **ok)[0].passed

@@ -81,7 +81,7 @@ def plot_optimiser(rows: list[dict], path: str | Path) -> Path:
         measured = [(i, r["measured_s"]) for i, r in enumerate(at) if r["measured_s"] is not None]
         ax.scatter([i for i, _ in measured], [m for _, m in measured], color="black", zorder=3, label="measured")
         ax.set_xticks(x, [r["name"] if r["name"] != r["placement"] else r["placement"] for r in at], rotation=60,
-                      fontsize=7)
+                      ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_ylabel(f"wall s @ {rate:g} Mbit/s", fontsize=8)
     axes[0, 0].legend(fontsize=8)

@@ -50,7 +50,8 @@ class HybridResult:
     gates: list
     ruling: object
     parts_by_rate: list[dict]
-    reports: list[Path] = field(default_factory=list)
+    reports: list[Path] = field(default_factory=list)  # Dask's performance reports, one per rate
+    report_notes: list[str] = field(default_factory=list)  # why a report is missing
     figures: dict[str, Path] = field(default_factory=dict)
     timing_files: dict[str, Path] = field(default_factory=dict)
 
@@ -168,7 +169,7 @@ class HybridResult:
             "map: where Hybrid stops being fastest (at the measured slowdown)": self.limits,
             "bytes on the wire per run (veth vs Dask's estimate, median)": self.bytes_on_the_wire(),
             "machine during the runs": self.machine_load(),
-            "Dask performance reports": [str(p.name) for p in self.reports],
+            "Dask performance reports": [str(p.name) for p in self.reports] + self.report_notes,
             "bytes per stage output": {"pairs": int(self.costs.input_bytes), **self.output_bytes()},
             self.seed["title"]: {k: v for k, v in self.seed.items() if k != "title"},
             "same science in every run: max |effect diff|, max |logit diff diff|": [

@@ -131,8 +131,11 @@ class SiteCgroups:
         return {k: int(v) for k, v in (line.split() for line in text.splitlines()) if k != "nr_bursts"}
 
     def describe(self) -> str:
-        return (f"remote worker pinned to core {self.cores.get(AWAY)}; scheduler, client and local worker to core "
-                f"{self.cores.get(HOME)}; local worker throttled to 1/{self.slowdown:g} of a core (CFS quota "
+        pinned = (f"remote worker pinned to core {self.cores.get(AWAY)}; scheduler, client and local worker to core "
+                  f"{self.cores.get(HOME)}")
+        if self.slowdown == 1:
+            return pinned + "; nothing throttled (the sites' hardware makes the difference)"
+        return (f"{pinned}; local worker throttled to 1/{self.slowdown:g} of a core (CFS quota "
                 f"{round(PERIOD_US / self.slowdown)} us per {PERIOD_US} us) during its throttled stages")
 
     def close(self) -> None:

@@ -100,17 +100,25 @@ def headline(parts: dict[str, Part]) -> Verdict:
     return Verdict.INCONCLUSIVE
 
 
-def gates(blocks, *, shaped: bool, link_kind: str, stated_slowdown: float | None, slowdown: float,
+def gates(blocks, *, link_mode: str, link_kind: str, stated_slowdown: float | None, slowdown: float,
           max_effect_diff: float, retried: int) -> list[Gate]:
-    """The controls that make a run count (see the module docstring)."""
+    """The controls that make a run count (see the module docstring). ``link_mode``: "shaped" (a veth the run
+    made and shaped), "external" (a user's cluster: the link as found and measured) or "loopback"."""
     runs = [r for b in blocks for r in b.all_runs()]
     short = [f"{d} {r.veth_bytes[d]} < {r.dask_bytes()[d]}" for r in runs if r.veth_bytes
              for d in ("upload", "download") if r.veth_bytes[d] < r.dask_bytes()[d]]
     efficiency = {b.rate_mbit: round(b.efficiency, 3) for b in blocks}
     off_rate = {r: e for r, e in efficiency.items() if not LINK_EFFICIENCY[0] <= e <= LINK_EFFICIENCY[1]}
-    carries = shaped and not short and not off_rate
-    link_detail = (f"{link_kind}; measured/tbf rate {efficiency} (needed {LINK_EFFICIENCY[0]}-{LINK_EFFICIENCY[1]}); "
-                   f"veth bytes >= Dask's estimate in every run{'' if not short else ': not in ' + ', '.join(short[:3])}")
+    if link_mode == "shaped":
+        carries = not short and not off_rate
+        link_detail = (f"{link_kind}; measured/tbf rate {efficiency} (needed {LINK_EFFICIENCY[0]}-"
+                       f"{LINK_EFFICIENCY[1]}); veth bytes >= Dask's estimate in every run"
+                       f"{'' if not short else ': not in ' + ', '.join(short[:3])}")
+    elif link_mode == "external":
+        carries = all(b.link.bytes_per_s > 0 for b in blocks)
+        link_detail = f"{link_kind}; measured {[round(b.rate_mbit, 3) for b in blocks]} Mbit/s between the workers"
+    else:
+        carries, link_detail = False, f"{link_kind}: no link between the sites, only the analytic model"
     if stated_slowdown is None:  # no quota: the hardware (or threads) must make a difference like the seed's
         differ, needed = slowdown >= 2.0, ">= 2 (no stated factor: the seed's sites differed ~3x)"
     else:
