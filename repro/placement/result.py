@@ -108,15 +108,17 @@ class HybridResult:
                 for b, v in zip(self.blocks, self.headlines().values())]
 
     def bytes_on_the_wire(self) -> dict:
-        """Per rate and mode: the veth's count and Dask's estimate, medians per run (bytes up / down)."""
+        """Per rate and mode: the veth's count and Dask's estimate, medians per run, bytes up / down."""
         out = {}
         for block in self.blocks:
             for mode in MODES:
                 runs = block.runs(mode)
-                dask = {d: int(statistics.median(r.dask_bytes()[d] for r in runs)) for d in ("upload", "download")}
-                veth = ({d: int(statistics.median(r.veth_bytes[d] for r in runs)) for d in ("upload", "download")}
-                        if all(r.veth_bytes for r in runs) else None)
-                out[f"{block.rate_mbit:g} Mbit/s {mode}"] = {"dask": dask, "veth": veth}
+                dask = [int(statistics.median(r.dask_bytes()[d] for r in runs)) for d in ("upload", "download")]
+                text = f"Dask {dask[0]} / {dask[1]}"
+                if all(r.veth_bytes for r in runs):
+                    veth = [int(statistics.median(r.veth_bytes[d] for r in runs)) for d in ("upload", "download")]
+                    text = f"veth {veth[0]} / {veth[1]}; " + text
+                out[f"{block.rate_mbit:g} Mbit/s {mode}"] = text
         return out
 
     def machine_load(self) -> dict:
@@ -136,17 +138,18 @@ class HybridResult:
     # ---- for the report and the snapshot ----
 
     def per_rate(self) -> dict:
+        """One flat table per measured rate (the report renders each as its own table)."""
         out = {}
         for block, parts in zip(self.blocks, self.parts_by_rate):
             walls = wall_estimates(block)
-            out[f"{block.rate_mbit:g} Mbit/s"] = {
+            out[f"at {block.rate_mbit:g} Mbit/s"] = {
                 "headline (Hybrid fastest)": headline(parts).value,
                 "link measured": f"{block.link.bytes_per_s * 8 / 1e6:.3f} Mbit/s "
                                  f"({block.efficiency:.0%} of tbf), {1e3 * block.link.per_transfer_s:.1f} ms per transfer",
-                "mean wall s [95% t interval] (n runs)": {
-                    m: f"{e.value:.2f} [{e.interval.low:.2f}, {e.interval.high:.2f}] (n={e.interval.n})" for m, e in walls.items()},
+                **{f"mean wall s, {m} [95% t interval]": f"{e.value:.2f} [{e.interval.low:.2f}, {e.interval.high:.2f}] "
+                   f"(n={e.interval.n})" for m, e in walls.items()},
                 **{p.name: f"{_fmt(p.estimate)} -> {p.verdict.value}" for p in parts.values()},
-                "round order": [" ".join(m[0].upper() for m in o) for o in block.order],
+                "round order": ", ".join(" ".join(m[0].upper() for m in o) for o in block.order),
             }
         return out
 
@@ -160,18 +163,19 @@ class HybridResult:
                 f"{self.slowdown:.2f}x / {self.stated_slowdown or 'none'}",
             "cold start per site (model plugin, s)": {s: round(r["seconds"], 2) for s, r in self.cold_start.items()},
             "pairs kept": f"{self.n_kept}/{self.n_pairs}",
-            "per rate": self.per_rate(),
+            **self.per_rate(),
             "cost model errors, cache-shipping placements (as measured)": [
                 f"{v['placement']} at {v['rate_mbit']:g} Mbit/s: predicted {v['predicted_s']:.2f} s, measured "
                 f"{v['measured_s']:.2f} s ({v['error']:+.1%})" for v in errors],
             "cost model errors, named modes (in-sample medians)": [
                 f"{v['name']} at {v['rate_mbit']:g} Mbit/s: {v['error']:+.1%}" for v in self.validation if not v["ships_cache"]],
             "map: where Hybrid stops being fastest (at the measured slowdown)": self.limits,
-            "bytes on the wire per run (veth vs Dask's estimate, median)": self.bytes_on_the_wire(),
+            "bytes on the wire per run, up / down (the veth's count vs Dask's estimate, medians)":
+                self.bytes_on_the_wire(),
             "machine during the runs": self.machine_load(),
             "Dask performance reports": [str(p.name) for p in self.reports] + self.report_notes,
             "bytes per stage output": {"pairs": int(self.costs.input_bytes), **self.output_bytes()},
-            self.seed["title"]: {k: v for k, v in self.seed.items() if k != "title"},
+            self.seed["title"]: {k: str(v) if isinstance(v, dict) else v for k, v in self.seed.items() if k != "title"},
             "same science in every run: max |effect diff|, max |logit diff diff|": [
                 float(f"{self.max_effect_diff:.2e}"), float(f"{self.max_logit_diff_diff:.2e}")],
             "runs retried after a worker died": self.retried,
