@@ -17,7 +17,7 @@ clock, and ``scheduler_time`` reads it.
 ``Cluster(link, local=..., remote=..., cgroups=...)`` starts the scheduler and the local worker in the local
 namespace, the remote worker in the remote one (with a nanny that restarts it if it dies), each in its site's
 cgroups, and a client in the local namespace. ``Cluster.connect(address)`` uses an existing cluster instead;
-an unreachable one is an ``EngineError`` within ``connect_timeout_s``. Either way the Active Memory Manager
+an unreachable one (or one without a worker per site) is a ``ClusterUnreachable`` within ``connect_timeout_s``. Either way the Active Memory Manager
 is paused while the run owns the cluster (it would drop replicas behind the placement's back) and resumed
 on the way out if it was running. Processes this module starts die with their parent (``teardown``).
 """

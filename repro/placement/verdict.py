@@ -13,8 +13,10 @@ margin over X is below 5%, which alone does not decide the headline).
 The record's verdict is the headline at the seed's link (the first rate), after the gates. The side claims,
 each a part with its own interval and region at every measured rate, are reported beside it and do not
 change it: Hybrid's saving over Local (~40%: REPRODUCED inside 30-50%), and the network's share of Remote's
-wall (~20%: REPRODUCED inside 10-30%; per Remote run, t over rounds). Gates: the link carries the traffic,
-the sites differ by the stated factor, every run did the same science, no run lost a worker.
+wall (~20%: REPRODUCED inside 10-30%; per Remote run, t over rounds). Gates: the link carries the traffic
+(a shaped veth: measured throughput 0.5-1.1x tbf's rate and the veth counted at least Dask's bytes; a user's
+cluster: a measured link; loopback: fails), the sites differ by the stated factor (within +-1/3 of it; with
+no quota, at least 2x as the seed's did), every run did the same science, no run lost a worker.
 """
 
 from __future__ import annotations
