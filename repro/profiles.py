@@ -103,8 +103,8 @@ class HybridSettings:
     n_pairs: int = 4  # IOI pairs through the pipeline (the seed used 100): a Local run is ~7 s on a quiet core
     pair_seed: int = 0
     # tbf rates measured, both directions, in this order. The first is the seed's link: the seed's own means
-    # put 20% of Remote's time on the network, which with this pipeline's bytes is ~0.4 Mbit/s (scenario 2
-    # fits 0.387); the claim is decided there. The second is broadband, where the link is noise.
+    # put 20% of Remote's time on the network, which with this pipeline's bytes is ~0.4 Mbit/s (their
+    # consistency check fits 0.36); the claim is decided there. The second is broadband: the link is noise.
     rates_mbit: tuple[float, ...] = (0.4, 20.0)
     validate_rate_mbit: float = 200.0  # where the placements that ship the activation cache (~36 MB) run
     validate: int = 2  # cache-shipping placements run once each to check the cost model

@@ -1,4 +1,4 @@
-"""The IOI pipeline's four modules as Dask tasks: Filter -> Collect -> Patch -> Plot, plus Deliver.
+"""The IOI pipeline's four modules as Dask tasks: Filter -> Collect -> Patch -> Plot, plus Deliver (``len``).
 
 Each task runs on the worker of the site its placement names and takes that site's ``Site`` (model key,
 device, dtype, threads): the worker loads the model itself, once per process (``worker_model``), so weights
@@ -8,7 +8,7 @@ never cross the link; only the intermediates do, the way Dask moves task results
     kept pairs              -> Collect -> activation caches    (clean + corrupted, every layer: 100s of MB)
     activation caches       -> Patch   -> Effects              (per-head effects, logit diffs: a few KB)
     Effects                 -> Plot    -> figure PNG bytes     (tens of KB)
-    figure bytes            -> Deliver (always local: the figure ends on the workstation's disk)
+    figure bytes            -> Deliver (builtin ``len``, always local: the figure ends on the workstation)
 
 The science is the IOI claim's own code (``repro.ioi``): filtering, the activation cache, exact per-head
 patching over all positions and the normalised logit-diff metric.
@@ -240,15 +240,10 @@ def _heatmap(effects: Effects) -> bytes:
     return figure_png(fig)  # bytes: the Plot stage's output travels between workers
 
 
-def deliver(figure: bytes) -> int:
-    """The end of the pipeline on the workstation: the figure is here. Returns its size in bytes."""
-    return len(figure)
-
-
 class ModelPlugin(WorkerPlugin):
-    """A Dask WorkerPlugin: on every worker that joins, the one offering a
-    site as a resource loads that site's model and runs it once, so no stage pays first-call costs and a
-    replacement worker is ready before it gets a task. ``cold_start`` is what it took, on the scheduler's clock."""
+    """A Dask WorkerPlugin: on every worker that joins, the one offering a site as a resource loads that site's
+    model and runs it once, so no stage pays first-call costs and a replacement worker is ready before it gets
+    a task. ``cold_start`` is what it took, on the scheduler's clock."""
 
     name = "repro-placement-model"
 
