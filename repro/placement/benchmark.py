@@ -2,15 +2,17 @@
 
 - Dask's overhead per stage: an empty task on the remote site whose input waits on the local site, round
   trip from the client (submission to result), over the shaped link;
-- transfer throughput of an activation cache (Collect's output for two pairs, ~20 MB) from the local to the
+- transfer throughput of an activation cache (Collect's output for two pairs, ~18 MB) from the local to the
   remote worker, against the configured tbf rate (goal: >= 90% of it), from the remote worker's
   ``transfer_incoming_log``;
-- the optimiser's median |prediction error| over the placements ``run_hybrid`` validated for real.
+- the cost model's median |prediction error| on the placements that ship the activation cache, from a short
+  ``run_hybrid`` (two rounds per rate).
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from dataclasses import replace
 
@@ -19,7 +21,9 @@ from repro.ioi.dataset import generate_pairs, tokenize_pairs
 from repro.models import load_model
 from repro.placement.engine import Cluster, WorkerSpec
 from repro.placement.link import LinkSpec, open_link
-from repro.placement.stages import Pairs, Site, collect_stage, filter_stage, warm_up
+from repro.placement.rounds import transfer_durations
+from repro.placement.stages import ModelPlugin, Pairs, Site, collect_stage, filter_stage
+from repro.placement.teardown import stop_on_signals
 from repro.profiles import Profile
 from repro.timing import time_calls
 
@@ -27,14 +31,7 @@ MODEL = "smollm2-135m"
 ROUND_TRIPS = 20
 CACHE_TRANSFERS = 3
 THROUGHPUT_GOAL = 0.9
-
-
-def _noop(x):
-    return x
-
-
-def _size(x) -> int:
-    return 1 if x is not None else 0
+RATE_MBIT = 20.0
 
 
 def run_benchmark(profile: Profile) -> list[dict]:
@@ -45,33 +42,33 @@ def run_benchmark(profile: Profile) -> list[dict]:
         return [{"benchmark": "hybrid", "status": f"NOT_RUN: {err}"}]
     pairs = generate_pairs(lm.tokenizer, 2, settings.pair_seed)
     data = Pairs(pairs, tokenize_pairs(lm.tokenizer, pairs))
-    spec = LinkSpec(settings.rate_mbit)
+    spec = LinkSpec(RATE_MBIT)
     site = Site(MODEL, threads=settings.local_threads)
     rows = []
-    with open_link(spec) as link, Cluster(link, WorkerSpec(settings.local_threads),
-                                          WorkerSpec(settings.remote_threads)) as cluster:
+    with stop_on_signals(), open_link(spec) as link, Cluster(link, WorkerSpec(settings.local_threads),
+                                                             WorkerSpec(settings.remote_threads)) as cluster:
         client = cluster.client
-        for s in ("local", "remote"):
-            client.submit(warm_up, site, resources={s: 1}, pure=False).result()
+        cluster.load_models(ModelPlugin({"local": site, "remote": site}))
 
-        def round_trip():
-            tiny = client.submit(_noop, 0, resources={"local": 1}, pure=False)
-            client.submit(_noop, tiny, resources={"remote": 1}, pure=False).result()
+        def round_trip():  # builtins only: the scheduler needs nothing of the suite
+            tiny = client.submit(int, 0, resources={"local": 1}, pure=False)
+            client.submit(abs, tiny, resources={"remote": 1}, pure=False).result()
 
         trips = time_calls(round_trip, ROUND_TRIPS)
         rows.append({"benchmark": "Dask overhead per stage (empty task local -> remote, round trip)",
                      "link": link.kind, "median_ms": round(1e3 * trips.median, 2),
                      "min_ms": round(1e3 * trips.min, 2), "runs": ROUND_TRIPS})
 
-        kept = client.submit(filter_stage, data, site, resources={"local": 1}, pure=False)
-        rates = []
-        for _ in range(CACHE_TRANSFERS):
-            cache = client.submit(collect_stage, kept, site, resources={"local": 1}, pure=False)
-            start_clock = time.time()
-            client.submit(_size, cache, resources={"remote": 1}, pure=False).result()
-            log = client.run(_last_transfer, start_clock, workers=[cluster.site_address("remote")])
-            entry = next(iter(log.values()))
-            rates.append((entry["total"], entry["duration"]))
+        source = client.scatter(data, workers=[cluster.site_address("local")], direct=False)
+        kept = cluster.submit(filter_stage, source, at="local", key=f"bench-filter-{time.time_ns()}", site=site)
+        rates, remote = [], cluster.site_address("remote")
+        for i in range(CACHE_TRANSFERS):
+            key = f"bench-collect-{i}-{time.time_ns()}"
+            cache = cluster.submit(collect_stage, kept, at="local", key=key, site=site)
+            client.submit(id, cache, resources={"remote": 1}, pure=False).result()
+            seconds = client.run(transfer_durations, [key], workers=[remote])[remote][key]
+            nbytes = client.run(_incoming_bytes, key, workers=[remote])[remote]
+            rates.append((nbytes, seconds))
             cache.release()
         throughput = statistics.median(b / d for b, d in rates)
         rows.append({"benchmark": "activation cache transfer throughput vs tbf rate", "link": link.kind,
@@ -82,21 +79,16 @@ def run_benchmark(profile: Profile) -> list[dict]:
 
     from repro.placement.run import run_hybrid
 
-    result = run_hybrid(lm, replace(settings, repeats=1), _scratch(), progress=True)
-    errors = [abs(v["error"]) for v in result.validation]
-    rows.append({"benchmark": "optimiser median |prediction error| (validated placements)",
+    result = run_hybrid(lm, replace(settings, rounds=2, local_rounds=2), tempfile.mkdtemp(prefix="repro-hybrid-bench-"),
+                        progress=True)
+    errors = [abs(v["error"]) for v in result.validation if v["ships_cache"]]
+    rows.append({"benchmark": "cost model median |prediction error| (placements that ship the cache)",
                  "link": result.link_kind, "median_error": round(statistics.median(errors), 4),
-                 "placements": ", ".join(v["placement"] for v in result.validation)})
+                 "placements": ", ".join(f"{v['placement']} @ {v['rate_mbit']:g} Mbit/s"
+                                         for v in result.validation if v["ships_cache"])})
     return rows
 
 
-def _scratch():
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="repro-hybrid-bench-")
-
-
-def _last_transfer(start_clock: float, dask_worker=None) -> dict:
-    entries = [e for e in dask_worker.transfer_incoming_log if e["start"] >= start_clock]
-    biggest = max(entries, key=lambda e: e["total"])
-    return {"total": int(biggest["total"]), "duration": float(biggest["duration"])}
+def _incoming_bytes(key: str, dask_worker=None) -> int:
+    """On a worker: the bytes of ``key`` it received (Dask's incoming-transfer log)."""
+    return sum(int(n) for e in dask_worker.transfer_incoming_log for k, n in e["keys"].items() if str(k) == key)

@@ -77,3 +77,12 @@ def predict(placement: Placement, costs: StageCosts, link: LinkModel) -> Predict
         prediction.stages[stage][f"{direction}_s"] += seconds
         prediction.stages[stage]["wall_s"] += seconds
     return prediction
+
+
+def with_slowdown(costs: StageCosts, slowdown: float, stages: tuple[str, ...]) -> StageCosts:
+    """The same costs with the workstation ``slowdown`` times slower than the remote site on ``stages`` (the
+    map's other axis); the other stages keep their measured local times."""
+    compute = {s: dict(sites) for s, sites in costs.compute_s.items()}
+    for stage in stages:
+        compute[stage][LOCAL] = compute[stage][REMOTE] * slowdown
+    return StageCosts(compute, costs.output_bytes, costs.input_bytes, costs.overhead_s)

@@ -4,30 +4,36 @@ A shaped link is two network namespaces created by the run (``<prefix>l<pid>`` f
 ``<prefix>r<pid>`` for the remote one), joined by one veth pair whose two ends carry the only addresses the
 run uses (10.251.0.1/30 local, 10.251.0.2/30 remote: private to these namespaces, so parallel runs and the
 host's own network never see them). Each end's egress is shaped with ``tc tbf`` to the stated rate, so both
-directions are. This kernel has no ``netem``: the link adds no latency of its own, and latency enters the
-cost model only.
+directions are, and ``set_rate`` changes it between measurements (a rate sweep needs no new cluster). This
+kernel has no ``netem``: the link adds no latency of its own, and latency enters the cost model only. The
+veth's own byte counters (``counters``) stand beside Dask's size estimates: they see heartbeats, pickling
+headers and TCP too.
 
-Everything is torn down on the way out (``with ShapedLink(...)``), on error, Ctrl-C or SIGTERM included:
-the processes in the namespaces first (by the caller), then the namespaces, which takes the veth pair with
-them. Where namespaces cannot be created (no privileges, no ``ip``), ``open_link`` falls back to loopback
-plus the analytic link model, and says so in ``Link.kind``.
+Everything is torn down on the way out (``with ShapedLink(...)``), on error, Ctrl-C, SIGTERM or SIGHUP
+included (the caller installs ``teardown.stop_on_signals`` before the link exists): the processes inside the
+namespaces first (by the caller), then the namespaces, which take the veth pair with them. ``leftovers``
+checks all three: names, links and any process still inside (``/proc/*/ns/net``). Where namespaces cannot
+be created (no privileges, no ``ip``), ``open_link`` falls back to loopback plus the analytic link model,
+and says so in ``Link.kind``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from repro.placement.teardown import CLONE_NEWNET, netns_inode, processes_in_netns, signals_held
 
 SHAPED = "shaped veth (tc tbf)"
 LOOPBACK = "loopback + analytic link model"
 LOCAL_ADDR, REMOTE_ADDR = "10.251.0.1", "10.251.0.2"
-CLONE_NEWNET = 0x40000000
 
 
 class LinkError(RuntimeError):
@@ -60,10 +66,36 @@ class Link:
     remote_host: str
     local_ns: str | None = None
     remote_ns: str | None = None
+    inodes: tuple[int, ...] = ()  # of the namespaces: how a process left inside is found
+    rates: list[float] = field(default_factory=list)  # every rate set, in order
+
+    @property
+    def shaped(self) -> bool:
+        return self.local_ns is not None
 
     def command_in(self, site_ns: str | None, argv: list[str]) -> list[str]:
         """``argv`` run inside a namespace (or as is on loopback)."""
         return ["ip", "netns", "exec", site_ns, *argv] if site_ns else argv
+
+    def set_rate(self, rate_mbit: float) -> None:
+        """Reshape both directions to ``rate_mbit`` (on loopback only the analytic model changes)."""
+        self.spec = LinkSpec(rate_mbit, self.spec.latency_ms)
+        self.rates.append(rate_mbit)
+        if self.shaped:
+            for ns in (self.local_ns, self.remote_ns):
+                _shape(ns, ns, self.spec, "replace")
+
+    def counters(self) -> dict[str, int] | None:
+        """Bytes the local end of the veth has sent (towards the remote site) and received, from the kernel;
+        None on loopback."""
+        if not self.shaped:
+            return None
+        out = subprocess.run(["ip", "-n", self.local_ns, "-s", "-j", "link", "show", "dev", self.local_ns],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise LinkError(f"cannot read the veth's counters: {out.stderr.strip()}")
+        stats = json.loads(out.stdout)[0]["stats64"]
+        return {"upload": int(stats["tx"]["bytes"]), "download": int(stats["rx"]["bytes"])}
 
     @contextmanager
     def in_local_namespace(self) -> Iterator[None]:
@@ -82,6 +114,11 @@ def _run(argv: list[str]) -> None:
         raise LinkError(f"`{' '.join(argv)}` failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
 
+def _shape(ns: str, dev: str, spec: LinkSpec, how: str) -> None:
+    _run(["tc", "-n", ns, "qdisc", how, "dev", dev, "root", "tbf", "rate", f"{spec.rate_mbit}mbit",
+          "burst", str(spec.burst_bytes()), "latency", "200ms"])
+
+
 def namespace_names(prefix: str = "hyb", pid: int | None = None) -> tuple[str, str]:
     """Unique per process, so parallel runs never collide (interface names share them; <= 15 characters)."""
     pid = os.getpid() if pid is None else pid
@@ -94,6 +131,7 @@ class ShapedLink:
     def __init__(self, spec: LinkSpec, prefix: str = "hyb"):
         self.spec = spec
         self.local_ns, self.remote_ns = namespace_names(prefix)
+        self.inodes: list[int] = []
 
     def __enter__(self) -> Link:
         try:
@@ -101,26 +139,24 @@ class ShapedLink:
         except BaseException:
             self.close()
             raise
-        return Link(SHAPED, self.spec, LOCAL_ADDR, REMOTE_ADDR, self.local_ns, self.remote_ns)
+        return Link(SHAPED, self.spec, LOCAL_ADDR, REMOTE_ADDR, self.local_ns, self.remote_ns, tuple(self.inodes),
+                    [self.spec.rate_mbit])
 
     def _create(self) -> None:
         lns, rns = self.local_ns, self.remote_ns
-        _run(["ip", "netns", "add", lns])
-        _run(["ip", "netns", "add", rns])
+        for ns in (lns, rns):
+            _run(["ip", "netns", "add", ns])
+            self.inodes.append(netns_inode(f"/run/netns/{ns}"))
         # The veth pair is made with its ends already in the namespaces: nothing appears in the host's.
         _run(["ip", "link", "add", lns, "netns", lns, "type", "veth", "peer", "name", rns, "netns", rns])
-        rate = f"{self.spec.rate_mbit}mbit"
-        for ns, dev, addr in ((lns, lns, LOCAL_ADDR), (rns, rns, REMOTE_ADDR)):
-            _run(["ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", dev])
+        for ns, addr in ((lns, LOCAL_ADDR), (rns, REMOTE_ADDR)):
+            _run(["ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", ns])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-            _run(["ip", "-n", ns, "link", "set", dev, "up"])
-            _run(["tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate,
-                  "burst", str(self.spec.burst_bytes()), "latency", "200ms"])
+            _run(["ip", "-n", ns, "link", "set", ns, "up"])
+            _shape(ns, ns, self.spec, "add")
 
     def close(self) -> None:
         """Delete both namespaces (the veth pair goes with them); safe to call twice or after a failed start."""
-        from repro.placement.engine import signals_held
-
         with signals_held():
             for ns in (self.local_ns, self.remote_ns):
                 subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
@@ -129,12 +165,16 @@ class ShapedLink:
         self.close()
 
 
-def leftovers(prefix: str = "hyb", pid: int | None = None) -> list[str]:
-    """Namespaces or links of this process's runs still present (empty after a clean teardown)."""
+def leftovers(prefix: str = "hyb", pid: int | None = None, inodes: tuple[int, ...] = ()) -> list[str]:
+    """What a run of process ``pid`` left: named namespaces, veth ends in the host's namespace, and processes
+    still inside its namespaces (found by inode, named or not). Empty after a clean teardown."""
     names = namespace_names(prefix, pid)
-    found = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return [n for n in names if n in found.split() or f" {n}@" in links or f" {n}:" in links]
+    left = [f"namespace {n}" for n in names if n in found]
+    left += [f"link {n}" for n in names if f" {n}@" in links or f" {n}:" in links]
+    left += [f"process {p} inside a run's namespace" for p in processes_in_netns(inodes)]
+    return left
 
 
 def can_shape() -> str | None:
@@ -151,18 +191,19 @@ def open_link(spec: LinkSpec, *, shaped: bool = True, prefix: str = "hyb") -> It
     """A shaped link where possible, else (or with ``shaped=False``) loopback labelled LOOPBACK."""
     reason = can_shape() if shaped else "not requested"
     if reason is None:
-        shaped_link = ShapedLink(spec, prefix)
-        try:
-            link = shaped_link.__enter__()
-        except LinkError as err:  # e.g. a container that refuses namespaces even to root
-            reason = str(err)
-        else:
+        shaped_link, link = ShapedLink(spec, prefix), None
+        try:  # one try from the first command on: a signal at any point still deletes what exists
             try:
+                link = shaped_link.__enter__()
+            except LinkError as err:  # e.g. a container that refuses namespaces even to root
+                reason = str(err)
+            if link is not None:
                 yield link
-            finally:
-                shaped_link.close()
+        finally:
+            shaped_link.close()
+        if link is not None:
             return
-    yield Link(f"{LOOPBACK} ({reason})", spec, "127.0.0.1", "127.0.0.1")
+    yield Link(f"{LOOPBACK} ({reason})", spec, "127.0.0.1", "127.0.0.1", rates=[spec.rate_mbit])
 
 
 _setns_lock = threading.Lock()

@@ -1,8 +1,9 @@
-"""The optimiser: predict all 16 placements with the cost model, rank them, and check the best for real.
+"""The optimiser: calibrate the cost model from measured runs, predict all 16 placements, rank them.
 
 Calibration uses only what the named modes measured: Local gives every stage's local compute time, Remote
-every stage's remote one, and the task stream gives each stage's output bytes; Dask's per-stage overhead
-and its fixed cost per transfer are medians of what the runs showed beyond compute and the link's rate.
+every stage's remote one, and the task stream gives each stage's output bytes; Dask's per-stage overhead is
+the median of what the runs showed beyond compute and the link. The link itself is measured between the
+site workers at each rate (``rounds.measure_link``), never taken from the tbf setting.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import statistics
 from collections.abc import Iterable
 
 from repro.placement.costmodel import LinkModel, Prediction, StageCosts, predict
-from repro.placement.link import LinkSpec
 from repro.placement.pipeline import PipelineRun
-from repro.placement.placement import SITES, STAGES, all_placements
+from repro.placement.placement import LOCAL, REMOTE, SITES, STAGES, all_placements
 
 
-def calibrate(runs: Iterable[PipelineRun], input_bytes: float, spec: LinkSpec) -> tuple[StageCosts, LinkModel]:
-    """Stage costs and the link model from measured runs (medians over the runs that have each number)."""
+def calibrate(runs: Iterable[PipelineRun], input_bytes: float) -> StageCosts:
+    """Stage costs from measured runs (medians over the runs that have each number)."""
     runs = list(runs)
     compute = {}
     for stage in STAGES:
@@ -29,9 +29,12 @@ def calibrate(runs: Iterable[PipelineRun], input_bytes: float, spec: LinkSpec) -
             compute[stage][site] = statistics.median(seen)
     output = {stage: statistics.median(r.stages[stage].output_bytes for r in runs) for stage in STAGES}
     overhead = statistics.median(s.overhead_s for r in runs for s in r.stages.values())
-    fixed = [t["seconds"] - t["bytes"] / spec.bytes_per_s for r in runs for s in r.stages.values() for t in s.transfers]
-    link = LinkModel(spec.bytes_per_s, spec.latency_ms / 1e3, max(0.0, statistics.median(fixed)) if fixed else 0.0)
-    return StageCosts(compute, output, input_bytes, overhead), link
+    return StageCosts(compute, output, input_bytes, overhead)
+
+
+def measured_slowdown(costs: StageCosts, stages: tuple[str, ...]) -> float:
+    """How many times slower the workstation was than the remote site on ``stages`` (median compute times)."""
+    return sum(costs.compute_s[s][LOCAL] for s in stages) / sum(costs.compute_s[s][REMOTE] for s in stages)
 
 
 def rank(costs: StageCosts, link: LinkModel) -> list[Prediction]:

@@ -1,20 +1,23 @@
 """One run of the pipeline under one placement on the cluster, timed by Dask's own instrumentation.
 
 The stages are submitted as one chain of tasks, each with ``resources={site: 1}``; Dask moves each result to
-the next stage's worker. Afterwards the scheduler's task stream gives, per task, the worker it ran on, its
-compute interval, the transfers of its inputs (with their source worker) and its result's size; the workers'
-``transfer_incoming_log`` gives the bytes of each transfer. From these, per stage:
+the next stage's worker, and ``distributed.wait`` waits for the last one. Every time is on the scheduler's
+clock: the start is read from the scheduler just before submission, and the task stream's compute and
+transfer intervals are converted to its clock by the workers themselves. From the task stream and the
+receiving workers' transfer logs, per stage:
 
 - ``upload_s`` / ``download_s``: its inputs' transfers over the link towards the remote / the local site
   (a transfer belongs to the stage that receives it; the figure's trip to the workstation is Plot's);
 - ``compute_s``: the task's compute interval;
 - ``wall_s``: from the previous stage's end to this one's (Filter: from submission), so the stages' walls
   add up to the pipeline's; what is neither transfer nor compute is Dask's own overhead;
-- ``bytes_moved``: bytes that crossed the link into it; ``output_bytes``: its result's size.
+- ``bytes_moved``: Dask's size of what crossed the link into it; ``output_bytes``: its result's size.
 
-If a site's worker dies mid-stage, the nanny restarts it and the scheduler re-runs what was lost there
-(``retried`` is then True); if no worker for the site returns within ``site_lost_s``, the run stops with
-``EngineError`` and nothing is returned.
+Beside Dask's numbers a run records what the kernel saw: the veth's byte counters in each direction (every
+byte: data, pickling headers, heartbeats, TCP), each site's load and steal during the run, and how often the
+CFS quota throttled the workstation. If a site's worker dies mid-stage, the nanny restarts it and the
+scheduler re-runs what was lost (``retried``); if no worker for the site returns within ``site_lost_s``, the
+run stops with ``EngineError`` and nothing is returned.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from dataclasses import dataclass, field
 
 from repro.placement.engine import Cluster, EngineError
 from repro.placement.placement import LOCAL, REMOTE, STAGES, Placement
-from repro.placement.stages import STAGE_FUNCTIONS, Effects, Pairs, Site, deliver
+from repro.placement.sites import machine_sample, machine_use
+from repro.placement.stages import STAGE_FUNCTIONS, Effects, Pairs, Site
 
 SOURCE = "pairs"  # the tokenized pairs, placed on the workstation before the clock starts
 SINK = "deliver"  # the figure's arrival on the workstation, counted as part of Plot
+WATCH_S = 1.0  # how often a wait looks up from the sink to check that every site still has a worker
 
 
 @dataclass
@@ -53,10 +58,13 @@ class StageTiming:
 class PipelineRun:
     placement: Placement
     stages: dict[str, StageTiming]
-    wall_s: float  # client-side, submission to the figure's arrival on the workstation
+    wall_s: float  # scheduler clock: submission to the figure's arrival on the workstation
     effects: Effects
     figure: bytes
     retried: bool = False  # a worker died and the lost work was re-run
+    veth_bytes: dict[str, int] | None = None  # the kernel's count per direction during the run; None off a veth
+    machine: dict[str, dict] = field(default_factory=dict)  # site -> load1, busy, steal during the run
+    throttled: dict[str, int] | None = None  # the workstation's CFS counters during the run
 
     @property
     def upload_s(self) -> float:
@@ -67,6 +75,10 @@ class PipelineRun:
         return sum(s.download_s for s in self.stages.values())
 
     @property
+    def network_s(self) -> float:
+        return self.upload_s + self.download_s
+
+    @property
     def compute_s(self) -> float:
         return sum(s.compute_s for s in self.stages.values())
 
@@ -74,48 +86,75 @@ class PipelineRun:
     def bytes_moved(self) -> int:
         return sum(s.bytes_moved for s in self.stages.values())
 
+    def dask_bytes(self) -> dict[str, int]:
+        """Dask's estimate of the bytes over the link per direction (its ``sizeof`` of what moved)."""
+        out = {"upload": 0, "download": 0}
+        for s in self.stages.values():
+            for t in s.transfers:
+                out[t["direction"]] += t["bytes"]
+        return out
 
-def run_pipeline(cluster: Cluster, placement: Placement, pairs: Pairs, sites: dict[str, Site],
-                 site_lost_s: float = 60.0) -> PipelineRun:
-    """Filter -> Collect -> Patch -> Plot -> Deliver under ``placement``; ``sites``: the Site of local and remote."""
+
+def run_pipeline(cluster: Cluster, placement: Placement, pairs: Pairs, sites: dict[str, Site], *, link=None,
+                 cgroups=None, site_lost_s: float = 60.0) -> PipelineRun:
+    """Filter -> Collect -> Patch -> Plot -> Deliver under ``placement``; ``sites``: the Site of local and remote;
+    ``link`` and ``cgroups`` (when the run made them) give the veth's counters and the CFS counters."""
     client = cluster.client
     run_id = uuid.uuid4().hex[:8]
     keys = {stage: f"{stage}-{placement.label}-{run_id}" for stage in (SOURCE, *STAGES, SINK)}
     # The pairs start on the workstation, like the seed's data.
     source = client.scatter({keys[SOURCE]: pairs}, workers=[cluster.site_address(LOCAL)], direct=False)[keys[SOURCE]]
-    keys.pop(SOURCE)
-    start_clock, start = time.time(), time.perf_counter()
+    before = _observe(cluster, link, cgroups)
+    start = cluster.scheduler_time()
     futures, previous = {}, source
     for stage in STAGES:
         site = placement.site(stage)
-        futures[stage] = client.submit(STAGE_FUNCTIONS[stage], previous, site=sites[site], key=keys[stage],
-                                       resources={site: 1}, pure=False)
+        futures[stage] = cluster.submit(STAGE_FUNCTIONS[stage], previous, at=site, key=keys[stage], site=sites[site])
         previous = futures[stage]
-    futures[SINK] = client.submit(deliver, previous, key=keys[SINK], resources={LOCAL: 1}, pure=False)
+    futures[SINK] = client.submit(len, previous, key=keys[SINK], resources={LOCAL: 1}, pure=False)
     _wait(cluster, futures, placement, site_lost_s)
-    wall = time.perf_counter() - start
-    retried = cluster.client.run_on_scheduler(_ran_twice, keys=list(keys.values()))
+    after = _observe(cluster, link, cgroups)
+    retried = _ran_twice(cluster, [k for s, k in keys.items() if s != SOURCE])
     effects, figure = client.gather([futures["patch"], futures["plot"]])
-    stages = _stage_timings(cluster, placement, {**keys, SOURCE: source.key}, start_clock)
+    stages, stop = _stage_timings(cluster, placement, keys, start)
     for f in (source, *futures.values()):
         f.release()
-    return PipelineRun(placement, stages, wall, effects, figure, retried)
+    run = PipelineRun(placement, stages, stop - start, effects, figure, retried)
+    run.machine = {site: machine_use(before["machine"][site], after["machine"][site]) for site in after["machine"]}
+    if before["veth"] is not None:
+        run.veth_bytes = {d: after["veth"][d] - before["veth"][d] for d in before["veth"]}
+    if before["throttled"] is not None:
+        run.throttled = {k: after["throttled"][k] - before["throttled"][k] for k in before["throttled"]}
+    return run
 
 
-def _ran_twice(keys: list[str], dask_scheduler=None) -> bool:
-    """On the scheduler: was any of ``keys`` sent to a worker more than once (its worker died under it, or a
-    result it needed was lost with one)? From the scheduler's own transition log, so it does not matter when
-    the worker died or how fast its replacement came."""
-    starts = [key for key, _start, finish, *_ in dask_scheduler.story(*keys) if finish == "processing" and key in keys]
+def _observe(cluster: Cluster, link, cgroups) -> dict:
+    """What the machine says now: each site's load and CPU ticks, the veth's counters, the CFS counters."""
+    by_address = cluster.client.run(machine_sample)
+    sites = {addr: site for site, addr in cluster.site_address().items()}
+    return {"machine": {sites[a]: s for a, s in by_address.items() if a in sites},
+            "veth": link.counters() if link is not None else None,
+            "throttled": cgroups.throttled_stats() if cgroups is not None else None}
+
+
+def _ran_twice(cluster: Cluster, keys: list[str]) -> bool:
+    """Was any of ``keys`` sent to a worker more than once (its worker died under it, or a result it needed
+    was lost with one)? From the scheduler's own transition log (a built-in call: nothing of ours runs there)."""
+    story = cluster.client.sync(cluster.client.scheduler.get_story, keys_or_stimuli=keys)
+    starts = [row[0] for row in story if row[2] == "processing" and row[0] in keys]
     return len(starts) > len(set(starts))
 
 
 def _wait(cluster: Cluster, futures: dict, placement: Placement, site_lost_s: float) -> None:
-    """Wait for the sink. A site gone for ``site_lost_s``, or a task that failed or was cancelled, stops the
-    run with a clear error."""
-    sink, lost_since = futures[SINK], None
+    """Wait for the sink with ``distributed.wait``, looking up every ``WATCH_S`` to check that every site has a
+    worker. A site gone for ``site_lost_s``, or a task that failed or was cancelled, stops the run."""
+    from distributed import TimeoutError as DaskTimeout
+    from distributed import wait
+
+    client, sink, lost_since = cluster.client, futures[SINK], None
     while True:
-        _wait_quietly(sink)
+        with client.as_current(), suppress(DaskTimeout, TimeoutError):
+            wait([sink], timeout=WATCH_S)
         for stage, f in futures.items():
             if f.status == "error":
                 _cancel(cluster, futures)
@@ -123,15 +162,15 @@ def _wait(cluster: Cluster, futures: dict, placement: Placement, site_lost_s: fl
                                   f"{f.exception()!r} (worker logs have the traceback); no timing was written for placement {placement.label}")
             if f.status == "cancelled":  # the scheduler gave up on it, e.g. an input lost with every copy
                 _cancel(cluster, futures)
-                raise EngineError(f"the scheduler cancelled stage {stage!r} of placement {placement.label} "
-                                  f"({_cancel_reason(f)}); no timing was written")
+                raise EngineError(f"the scheduler cancelled stage {stage!r} of placement {placement.label}; "
+                                  "no timing was written")
         if sink.status == "finished":
             return
         missing = cluster.missing_sites()
         if not missing:
             lost_since = None
             continue
-        lost_since = lost_since or time.monotonic()
+        lost_since = lost_since or time.monotonic()  # a timeout, not a measurement: the local clock is right
         if time.monotonic() - lost_since > site_lost_s:
             running = next((s for s, f in futures.items() if f.status != "finished"), SINK)
             _cancel(cluster, futures)
@@ -140,19 +179,6 @@ def _wait(cluster: Cluster, futures: dict, placement: Placement, site_lost_s: fl
                 f"replacement joined within {site_lost_s:.0f} s; the run was stopped and no timing was written "
                 f"(restart the {missing[0]} worker, or run with its nanny, and try again)"
             )
-
-
-def _wait_quietly(future) -> None:
-    with suppress(Exception):  # a timeout, or the task's error: the caller looks at every future's status
-        future.result(timeout=0.5)
-
-
-def _cancel_reason(future) -> str:
-    try:
-        future.result(timeout=5)  # returns at once: it is cancelled
-    except Exception as err:  # FutureCancelledError, whose text carries the scheduler's reason
-        return str(err) or type(err).__name__
-    return "no reason given"
 
 
 def _cancel(cluster: Cluster, futures: dict) -> None:
@@ -164,31 +190,28 @@ def _site_of(stage: str, placement: Placement) -> str:
     return LOCAL if stage == SINK else placement.site(stage)
 
 
-def _stage_timings(cluster: Cluster, placement: Placement, keys: dict, start_clock: float) -> dict[str, StageTiming]:
+def _stage_timings(cluster: Cluster, placement: Placement, keys: dict, start: float) -> tuple[dict, float]:
+    """Per-stage timings from the task stream and transfer logs, and the sink's end (scheduler clock)."""
     client = cluster.client
     stage_of_key = {key: stage for stage, key in keys.items() if stage != SOURCE}
     records = {}
     for _ in range(50):  # the scheduler's task stream can lag the client by a moment
-        records = {r["key"]: r for r in client.get_task_stream(start=start_clock - 1) if r["key"] in stage_of_key}
+        records = {r["key"]: r for r in client.get_task_stream(start=start - 1) if r["key"] in stage_of_key}
         if len(records) == len(stage_of_key):
             break
         time.sleep(0.05)
     if len(records) != len(stage_of_key):
         raise EngineError(f"the task stream lacks {sorted(set(stage_of_key) - set(records))}")
     sites = {addr: site for site, addr in cluster.site_address().items()}
-    logs = client.run(_transfer_log, start_clock - 1)
     bytes_of = {}  # key of the data moved -> bytes, from the receiving worker's transfer log
-    for entries in logs.values():
+    for entries in client.run(_transfer_log, list(keys.values())).values():
         for entry in entries:
-            bytes_of.update(entry["keys"])
+            bytes_of.update(entry)
 
-    timings, previous_stop = {}, start_clock
-    for stage in STAGES:
-        timings[stage] = StageTiming(stage, placement.site(stage))
+    timings, previous_stop = {s: StageTiming(s, placement.site(s)) for s in STAGES}, start
     for stage in (*STAGES, SINK):
         record = records[keys[stage]]
-        owner = "plot" if stage == SINK else stage
-        timing = timings[owner]
+        timing = timings["plot" if stage == SINK else stage]
         where = sites.get(record["worker"])
         if where != _site_of(stage, placement):
             raise EngineError(f"stage {stage!r} ran on {record['worker']} ({where}), not on its site "
@@ -209,7 +232,7 @@ def _stage_timings(cluster: Cluster, placement: Placement, keys: dict, start_clo
             timing.output_bytes = int(record.get("nbytes", 0))
         timing.wall_s += stop - previous_stop
         previous_stop = stop
-    return timings
+    return timings, previous_stop
 
 
 def _input_bytes(stage: str, keys: dict, bytes_of: dict) -> int:
@@ -217,8 +240,8 @@ def _input_bytes(stage: str, keys: dict, bytes_of: dict) -> int:
     return int(bytes_of.get(keys[order[order.index(stage) - 1]], 0))
 
 
-def _transfer_log(start_clock: float, dask_worker=None) -> list[dict]:
-    """On a worker: its incoming transfers since ``start_clock`` (Dask's own log)."""
-    return [{"keys": {str(k): int(v) for k, v in e["keys"].items()}, "total": int(e["total"]),
-             "duration": float(e["duration"]), "who": e["who"]}
-            for e in dask_worker.transfer_incoming_log if e["start"] >= start_clock]
+def _transfer_log(keys: list[str], dask_worker=None) -> list[dict]:
+    """On a worker: the bytes of each of ``keys`` it received, from Dask's own incoming-transfer log."""
+    wanted = set(keys)
+    return [{str(k): int(v) for k, v in e["keys"].items() if str(k) in wanted}
+            for e in dask_worker.transfer_incoming_log if wanted & {str(k) for k in e["keys"]}]

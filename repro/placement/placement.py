@@ -10,16 +10,17 @@ rest local). With two sites and four modules there are 2**4 = 16 placements in a
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from repro.readers import InputError, check_type, read_json
 
 STAGES = ("filter", "collect", "patch", "plot")  # the pipeline, in order
 LOCAL, REMOTE = "local", "remote"
 SITES = (LOCAL, REMOTE)
 
 
-class PlacementError(ValueError):
+class PlacementError(InputError):
     """A placement file or name is unusable; the message names the input, what is wrong and the fix."""
 
 
@@ -79,6 +80,8 @@ def parse_placement(data, where: str = "placement") -> Placement:
     missing = [s for s in STAGES if s not in data]
     if missing:
         raise PlacementError(f"{where}: no site for module(s) {missing}; name a site for each of {', '.join(STAGES)}.")
+    for stage in STAGES:
+        check_type(data[stage], str, f"{where}: module {stage!r}")
     bad = {k: v for k, v in data.items() if v not in SITES}
     if bad:
         raise PlacementError(f"{where}: unknown site(s) {bad}; the sites are {', '.join(SITES)}.")
@@ -86,20 +89,9 @@ def parse_placement(data, where: str = "placement") -> Placement:
 
 
 def load_placement(path: str | Path) -> Placement:
-    """Read a placement file (see the module docstring for the format)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise PlacementError(f"Cannot read placement file {path}: {err.strerror or err}.") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PlacementError(
-            f"{path}: malformed JSON ({err.msg} at line {err.lineno}, column {err.colno}); expected e.g. "
-            f"{json.dumps(MODES['hybrid'].as_dict())}."
-        ) from None
-    return parse_placement(data, where=str(path))
+    """Read a placement file (see the module docstring for the format) through the suite's checked reader:
+    a missing, non-UTF-8 or malformed file is one ``InputError`` line naming it."""
+    return parse_placement(read_json(path, what="placement file"), where=str(path))
 
 
 def resolve_placement(spec: str) -> Placement:

@@ -1,4 +1,4 @@
-"""The IOI pipeline's four modules as Dask tasks: Filter -> Collect -> Patch -> Plot, plus Deliver.
+"""The IOI pipeline's four modules as Dask tasks: Filter -> Collect -> Patch -> Plot, plus Deliver (``len``).
 
 Each task runs on the worker of the site its placement names and takes that site's ``Site`` (model key,
 device, dtype, threads): the worker loads the model itself, once per process (``worker_model``), so weights
@@ -8,20 +8,30 @@ never cross the link; only the intermediates do, the way Dask moves task results
     kept pairs              -> Collect -> activation caches    (clean + corrupted, every layer: 100s of MB)
     activation caches       -> Patch   -> Effects              (per-head effects, logit diffs: a few KB)
     Effects                 -> Plot    -> figure PNG bytes     (tens of KB)
-    figure bytes            -> Deliver (always local: the figure ends on the workstation's disk)
+    figure bytes            -> Deliver (builtin ``len``, always local: the figure ends on the workstation)
 
 The science is the IOI claim's own code (``repro.ioi``): filtering, the activation cache, exact per-head
 patching over all positions and the normalised logit-diff metric.
+
+``ModelPlugin`` is a Dask WorkerPlugin: each worker loads its site's model (and runs it once) when it joins,
+a replacement worker included, and records how long that cold start took on the scheduler's clock. A local
+stage named in the site's ``Throttle`` runs under the workstation's CFS quota (``sites``), lifted on exit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import torch
 from dask.sizeof import sizeof
+from distributed import WorkerPlugin
 
 from repro.files import figure_png
 from repro.ioi.collect import RunCache, collect
@@ -30,16 +40,37 @@ from repro.ioi.filtering import filter_pairs
 from repro.ioi.metric import normalised
 from repro.ioi.patching import head_patched_ld
 from repro.models import LoadedModel, load_model
+from repro.placement.sites import Throttle
 
 
 @dataclass(frozen=True)
 class Site:
-    """How one site runs its tasks: the model it loads and where (``threads``: torch intra-op threads)."""
+    """How one site runs its tasks: the model it loads and where (``threads``: torch intra-op threads), and
+    the CFS quota its throttled stages run under (the workstation only)."""
 
     model: str
     device: str = "cpu"
     dtype: str = "float32"
     threads: int | None = None  # None: leave torch's default
+    throttle: Throttle | None = None
+
+
+@contextmanager
+def throttled(site: Site, stage: str) -> Iterator[None]:
+    """The stage under the site's CFS quota, if its throttle names it; the quota is lifted on the way out."""
+    if site.throttle is None or not site.throttle.applies(stage):
+        yield
+        return
+    _write(site.throttle.quota_file, site.throttle.quota_us)
+    try:
+        yield
+    finally:
+        _write(site.throttle.quota_file, -1)
+
+
+def _write(path: str, value: int) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
 
 
 @cache
@@ -132,14 +163,15 @@ def warm_up(site: Site) -> str:
     lm = _ready(site)
     with torch.no_grad():
         lm.model(torch.zeros(1, 4, dtype=torch.long, device=site.device))
-    plot_stage(Effects(np.zeros((2, 2)), np.ones(1), np.zeros(1), site.model, 1), site)
+    _heatmap(Effects(np.zeros((2, 2)), np.ones(1), np.zeros(1), site.model, 1))
     return f"{site.model} on {site.device}, {torch.get_num_threads()} threads"
 
 
 def filter_stage(data: Pairs, site: Site) -> Kept:
     """Filter: run every clean and corrupted prompt once, keep the pairs the model gets right."""
     lm = _ready(site)
-    result = filter_pairs(lm.adapter, [b.to(site.device) for b in data.batches], data.pairs, site.model)
+    with throttled(site, "filter"):
+        result = filter_pairs(lm.adapter, [b.to(site.device) for b in data.batches], data.pairs, site.model)
     order = sorted(result.clean_ld)
     return Kept(
         [_cpu(b) for b in result.batches], result.n_total, dict(sorted(result.drop_reasons.items())),
@@ -163,10 +195,11 @@ def collect_stage(kept: Kept, site: Site) -> Caches:
     can move between sites of any device)."""
     lm = _ready(site)
     clean, corrupted = [], []
-    for batch in kept.batches:
-        b = batch.to(site.device)
-        clean.append(_cache_to(collect(lm.adapter, b.clean, b.io, b.s), "cpu"))
-        corrupted.append(_cache_to(collect(lm.adapter, b.corrupted, b.io, b.s), "cpu"))
+    with throttled(site, "collect"):
+        for batch in kept.batches:
+            b = batch.to(site.device)
+            clean.append(_cache_to(collect(lm.adapter, b.clean, b.io, b.s), "cpu"))
+            corrupted.append(_cache_to(collect(lm.adapter, b.corrupted, b.io, b.s), "cpu"))
     return Caches(kept.batches, clean, corrupted)
 
 
@@ -175,9 +208,10 @@ def patch_stage(caches: Caches, site: Site) -> Effects:
     ``heads_final``: 1 recomputed position per layer, so the cpu profile fits its budget), as recovered logit diff."""
     lm = _ready(site)
     patched = []
-    for batch, clean, corrupted in zip(caches.batches, caches.clean, caches.corrupted):
-        patched.append(head_patched_ld(lm.adapter, batch.to(site.device), _cache_to(clean, site.device),
-                                       _cache_to(corrupted, site.device), final_only=True).cpu())
+    with throttled(site, "patch"):
+        for batch, clean, corrupted in zip(caches.batches, caches.clean, caches.corrupted):
+            patched.append(head_patched_ld(lm.adapter, batch.to(site.device), _cache_to(clean, site.device),
+                                           _cache_to(corrupted, site.device), final_only=True).cpu())
     clean_ld = torch.cat([c.logit_diff for c in caches.clean]).double()
     corrupted_ld = torch.cat([c.logit_diff for c in caches.corrupted]).double()
     mean = torch.cat(patched, dim=-1).double().mean(-1).numpy()  # [layer, head]
@@ -187,6 +221,11 @@ def patch_stage(caches: Caches, site: Site) -> Effects:
 
 def plot_stage(effects: Effects, site: Site) -> bytes:
     """Plot: the layer x head heatmap, rendered to PNG bytes (the seed's Plot module)."""
+    with throttled(site, "plot"):
+        return _heatmap(effects)
+
+
+def _heatmap(effects: Effects) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,9 +240,31 @@ def plot_stage(effects: Effects, site: Site) -> bytes:
     return figure_png(fig)  # bytes: the Plot stage's output travels between workers
 
 
-def deliver(figure: bytes) -> int:
-    """The end of the pipeline on the workstation: the figure is here. Returns its size in bytes."""
-    return len(figure)
+class ModelPlugin(WorkerPlugin):
+    """A Dask WorkerPlugin: on every worker that joins, the one offering a site as a resource loads that site's
+    model and runs it once, so no stage pays first-call costs and a replacement worker is ready before it gets
+    a task. ``cold_start`` is what it took, on the scheduler's clock."""
+
+    name = "repro-placement-model"
+
+    def __init__(self, sites: dict[str, Site]):
+        self.sites = sites
+        self.cold_start: dict = {}
+
+    async def setup(self, worker) -> None:
+        site = next((s for s in self.sites if worker.state.total_resources.get(s)), None)
+        if site is None:
+            return
+        start = time.time() + worker.scheduler_delay
+        described = await asyncio.to_thread(warm_up, self.sites[site])  # off the event loop: heartbeats go on
+        self.cold_start = {"site": site, "start": start, "seconds": time.time() + worker.scheduler_delay - start,
+                           "pid": os.getpid(), "described": described}
+
+
+def cold_start(dask_worker=None) -> dict:
+    """On a worker (``client.run``): the model plugin's record of its cold start."""
+    plugin = dask_worker.plugins.get(ModelPlugin.name)
+    return dict(plugin.cold_start) if plugin is not None else {}
 
 
 STAGE_FUNCTIONS = {"filter": filter_stage, "collect": collect_stage, "patch": patch_stage, "plot": plot_stage}
