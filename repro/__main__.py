@@ -6,11 +6,8 @@ suite's own commands are ``report``, ``bench`` and ``check-cuda``.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-
-from repro.profiles import PROFILE_ENV
 
 # command -> (module with ``main(argv) -> int``, one-line help)
 CLAIM_COMMANDS = {
@@ -24,10 +21,24 @@ CLAIM_COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a Ctrl-C outside a command's own ``guarded`` (while torch and transformers are
+    imported, say) is one line and exit status 130 too, never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        name = f"python -m repro {argv[0]}" if argv[:1] and not argv[0].startswith("-") else "python -m repro"
+        print(f"{name}: interrupted before the command started; nothing was written.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] and argv[0] in CLAIM_COMMANDS:  # each claim parses its own arguments
         return importlib.import_module(CLAIM_COMMANDS[argv[0]][0]).main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
+    from repro.cli import ArgumentParser
+    from repro.profiles import PROFILE_ENV
+
+    parser = ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for command, (_, help_text) in CLAIM_COMMANDS.items():
         sub.add_parser(command, help=help_text, add_help=False)

@@ -44,6 +44,13 @@ def iqr(values) -> tuple[float, float]:
     return float(q25), float(q75)
 
 
+# The fewest timing pairs a run takes. Below 6 pairs no 95% interval of the median exists without assuming a
+# distribution (the range [min, max] covers it with probability 1 - 2 * 0.5**n < 95%); with 10, the 95%
+# order-statistic interval already drops the extremes ([2nd smallest, 2nd largest]: 97.9%).
+MIN_PAIRS = 10
+MAX_PAIRS = 10_000  # a few minutes of headline timing on 2 cores; more is a typo, not a plan
+
+
 def bootstrap_median_ci(values, level: float = 0.95) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the median (seeded, so reruns on the same data agree)."""
     values = np.asarray(values, dtype=float)
