@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,13 +204,37 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(attempt, tmp_path, mon
     assert not Path("/proc/repro-battery").exists()
 
 
-def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(monkeypatch, capsys):
-    """A Ctrl-C lands in torch's or transformers' imports more often than anywhere else."""
+def _interrupted_import(name, *args):
+    raise KeyboardInterrupt
+
+
+def _interrupted_import_turned_into_another_error(name, *args):
+    """numpy, interrupted half-way through its import, answers the next import with an AttributeError."""
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        raise AttributeError("module 'numpy._core' has no attribute '_multiarray_umath'") from None
+
+
+@pytest.mark.parametrize("import_module", [_interrupted_import, _interrupted_import_turned_into_another_error])
+def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(monkeypatch, capsys, import_module):
+    """A Ctrl-C lands in torch's, scipy's or transformers' imports more often than anywhere else."""
     import importlib
 
-    def interrupted(name, *args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(importlib, "import_module", interrupted)
+    monkeypatch.setattr(importlib, "import_module", import_module)
     assert main(["ioi", "--out", "x"]) == 130
     assert capsys.readouterr().err == "python -m repro ioi: interrupted before the command started; nothing was written.\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_error_after_the_command_started_is_not_taken_for_a_ctrl_c(monkeypatch):
+    """Once the command runs, guarded reports Ctrl-C; any other error is the command's (a bug: traceback)."""
+    import importlib
+
+    class Command:
+        main = staticmethod(_interrupted_import_turned_into_another_error)
+
+    monkeypatch.setattr(importlib, "import_module", lambda name: Command)
+    with pytest.raises(AttributeError):
+        main(["ioi"])

@@ -148,3 +148,24 @@ def test_claim_parser_lists_the_valid_models(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err  # one line naming the valid choices (no usage block)
     assert "invalid choice: 'gpt3'" in err and "gpt2-random" in err and err.count("\n") == 1
+
+
+def test_quiet_silences_library_bars_and_warnings_for_the_run_only(capfd):
+    """--quiet: transformers' "Loading weights" bar and a matplotlib warning used to reach stderr anyway."""
+    import warnings
+
+    import transformers.utils.logging as hf_logging
+
+    def body():
+        cli.quiet_libraries()
+        for _ in hf_logging.tqdm(range(3), desc="Loading weights"):  # the bar from_pretrained shows
+            pass
+        hf_logging.get_logger("transformers").warning("a library's log warning")
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.warn("Glyph 8722 missing from font(s) DejaVu Sans.", UserWarning, stacklevel=1)  # matplotlib's
+        return len(shown)
+
+    assert hf_logging.is_progress_bar_enabled()
+    assert guarded("demo", body) == 0
+    assert capfd.readouterr().err == ""
+    assert hf_logging.is_progress_bar_enabled() and os.environ.get("TQDM_DISABLE") is None  # restored after the run
