@@ -55,7 +55,7 @@ from repro.verdicts import Claim, Verdict
 
 CLAIM = Claim.parse(__doc__, key="ioi", number=1)
 
-R, P, I = Verdict.REPRODUCED, Verdict.PARTIAL, Verdict.INCONCLUSIVE
+R, P, INC = Verdict.REPRODUCED, Verdict.PARTIAL, Verdict.INCONCLUSIVE
 EXPECTED = {  # model: {profile: declared verdict}
     "gpt2": {"cpu": R, "gpu": R},  # the published model, when its weights are present
     # Measured at cpu (38 kept pairs): (a) top head 23.3 (depth 0.783, in the band 22-27 of 30), but it is the
@@ -64,7 +64,7 @@ EXPECTED = {  # model: {profile: declared verdict}
     # (b) decided not: band minus the heaviest other window (19-24) = -0.21 [-0.23, -0.20]. (c) reproduced:
     # lowest quarter 0.009 [0.007, 0.010]. (a) undecided -> INCONCLUSIVE (was PARTIAL under the point rule).
     # gpu (200 pairs, point rule): PARTIAL, top head at depth 0.783; not yet re-measured with intervals.
-    "smollm2-135m": {"cpu": I, "gpu": P},
+    "smollm2-135m": {"cpu": INC, "gpu": P},
 }
 
 

@@ -6,11 +6,11 @@ suite's own commands are ``report``, ``bench`` and ``check-cuda``.
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import signal
 import sys
-
-from repro.profiles import PROFILE_ENV
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # command -> (module with ``main(argv) -> int``, one-line help)
 CLAIM_COMMANDS = {
@@ -24,10 +24,57 @@ CLAIM_COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a Ctrl-C before the command's own ``guarded`` takes over (while torch, scipy and
+    transformers are imported, say) is one line and exit status 130 too, never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
+    name = f"python -m repro {argv[0]}" if argv[:1] and not argv[0].startswith("-") else "python -m repro"
+    command_started: list[bool] = []  # set once the command's module is imported
+    with _ctrl_c_noted() as pressed:
+        try:
+            return _main(argv, command_started)
+        except KeyboardInterrupt:
+            pass
+        except Exception:
+            # A Ctrl-C inside a library's import can surface as another error (numpy's half-imported
+            # module: AttributeError), and a run that has started reports its own errors.
+            if not pressed or command_started:
+                raise
+    print(f"{name}: interrupted before the command started; nothing was written.", file=sys.stderr)
+    return 130
+
+
+@contextmanager
+def _ctrl_c_noted() -> Iterator[list[int]]:
+    """Note each Ctrl-C (still raising KeyboardInterrupt), where Python's own handler is the one in place."""
+    pressed: list[int] = []
+
+    def note(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        replaced = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        if replaced:
+            signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread
+        replaced = False
+    try:
+        yield pressed
+    finally:
+        if replaced:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: list[str], command_started: list[bool]) -> int:
     if argv[:1] and argv[0] in CLAIM_COMMANDS:  # each claim parses its own arguments
-        return importlib.import_module(CLAIM_COMMANDS[argv[0]][0]).main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
+        command = importlib.import_module(CLAIM_COMMANDS[argv[0]][0])
+        command_started.append(True)
+        return command.main(argv[1:])
+    command_started.append(True)
+    from repro.cli import ArgumentParser
+    from repro.profiles import PROFILE_ENV
+
+    parser = ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for command, (_, help_text) in CLAIM_COMMANDS.items():
         sub.add_parser(command, help=help_text, add_help=False)

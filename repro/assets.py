@@ -38,6 +38,10 @@ class AssetError(RuntimeError):
     """A model or data file is missing, corrupt or unusable; the message says how to fix it."""
 
 
+class ModelUnavailable(AssetError):
+    """The weights of a registered model cannot be found here (or are not what the key promises)."""
+
+
 def data_dir() -> Path | None:
     """The local data directory, or None when ``$REPRO_DATA_DIR`` is unset."""
     value = os.environ.get(DATA_ENV)

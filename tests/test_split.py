@@ -247,8 +247,9 @@ def test_cli_prints_the_seed_analysis_and_writes_summary_and_figures(gpt2_random
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--cut", "0"], "--cut 0 is invalid"),
-        (["--seq-len", "-3"], "--seq-len -3 is invalid"),
+        (["--cut", "0"], "argument --cut: 0 is out of range; give >= 1"),
+        (["--seq-len", "-3"], "argument --seq-len: -3 is out of range; give >= 1"),
+        (["--pairs", "1"], "argument --pairs: 1 is out of range; give 20..10000 (fewer cannot pass the verdict's gate"),
         (["--cut", "7"], "--cut 7 does not fit gpt2-random (12 blocks)"),
         (["--seq-len", "1025"], "--seq-len 1025 does not fit gpt2-random: it must be in 1..1024"),
         (["--profile", "laptop"], "Unknown profile 'laptop'"),
@@ -256,7 +257,11 @@ def test_cli_prints_the_seed_analysis_and_writes_summary_and_figures(gpt2_random
 )
 def test_cli_refuses_bad_input_with_one_line(gpt2_random, tmp_path, capsys, argv, message):
     out = tmp_path / "split"
-    assert cli.main(["--model", "gpt2-random", *argv, "--out", str(out)]) == 2
+    try:
+        code = cli.main(["--model", "gpt2-random", *argv, "--out", str(out)])
+    except SystemExit as refused:  # argparse's range checks (int_in)
+        code = refused.code
+    assert code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()  # refused before any output

@@ -16,8 +16,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from repro.cli import UserError, guarded, resolve_profile
-from repro.files import check_writable, staged_dir
+from repro.cli import UserError, add_force_flag, check_out, guarded, quiet_libraries, resolve_profile
+from repro.files import staged_dir
 from repro.gradsim.outputs import SEED_FILES, write_seed_outputs
 from repro.gradsim.pieces import PieceError, fact_pieces, hotpot_pieces, read_hotpot_file
 
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_experiments", type=int, default=None, help="MEMIT edits (default: the profile's)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--output_dir", type=Path, default=Path("out/gradsim"), help="folder for the seed's files")
+    add_force_flag(p, "--output_dir")
     p.add_argument("--profile", default=None, help="cpu or gpu: sizes not given above (default: $REPRO_PROFILE or cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -78,7 +79,7 @@ def _checked(args) -> tuple:
                         "give at most that many.")
     try:
         check_model_family(args.model_path)
-        check_writable(args.output_dir.expanduser().absolute().parent, "--output_dir's parent folder")
+        check_out(args.output_dir, force=args.force, flag="--output_dir")
     except (ModelUnavailable, OSError) as err:
         raise UserError(str(err)) from None
     return profile, device, settings, examples
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
+        if args.quiet:
+            quiet_libraries()
         profile, device, settings, examples = _checked(args)
         from repro.gradsim.run import run_gradsim
         from repro.models import load_model_path

@@ -7,12 +7,14 @@
   the relative-depth bands) and ``PUBLISHED``, the seed's numbers.
 - ``plots``: the figures, from plain data. ``benchmark``: exact and attribution patching against the
   naive per-head baseline. ``cli``: ``python -m repro ioi``.
-- ``dataset``: IOI prompt pairs (generator, JSON reader). ``filtering``: keep the pairs the model gets
+- ``dataset``: IOI prompt pairs (generator, tokenised batches); ``vocabulary``: the templates and the
+  single-token words; ``pairs_file``: pairs in the seed's JSON format. ``filtering``: keep the pairs the model gets
   right. ``collect``: cache every activation. ``patching``: exact patching at every granularity.
   ``attribution``: attribution patching. ``metric``: the logit difference and its normalisation.
 """
 
-from repro.ioi.dataset import IOIPair, generate_pairs, load_pairs
+from repro.ioi.dataset import IOIPair, generate_pairs
+from repro.ioi.pairs_file import load_pairs
 from repro.ioi.result import IOIResult, write_results
 from repro.ioi.run import head_effect_matrix, run_ioi
 from repro.ioi.verdict import PUBLISHED, IOICriteria, ioi_criteria, ioi_ruling

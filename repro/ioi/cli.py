@@ -2,8 +2,8 @@
 
 Writes into ``--out`` (staged, then renamed into place whole): the effect matrices (.npy), a JSON summary
 with the verdict and its criteria, and the figures. Bad input (an unknown profile, an unwritable
-``--out``, ``--n-pairs`` out of range, an unreadable pairs file, pairs the model gets all wrong) ends with
-one line on stderr and exit status 2.
+``--out`` or one holding files of the user's, ``--n-pairs`` out of range, an unreadable pairs file, pairs
+the model gets all wrong) ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from repro.cli import UserError, claim_parser, guarded, prepare
+from repro.cli import UserError, claim_parser, guarded, int_in, prepare
 from repro.files import staged_dir
-from repro.ioi.dataset import CORRUPTIONS, MAX_PAIRS, PairFileError, load_pairs
+from repro.ioi.dataset import CORRUPTIONS, MAX_PAIRS, PairFileError
 from repro.ioi.filtering import NoPairsLeft
+from repro.ioi.pairs_file import load_pairs
 from repro.ioi.result import write_results
 from repro.ioi.run import run_ioi
 from repro.models import MODEL_KEYS, load_model
@@ -30,10 +31,10 @@ def parser():
     p.add_argument(
         "--pairs", type=Path, default=None, help="JSON pairs file (normal, corrupted, io, s); default: generate"
     )
-    p.add_argument(
-        "--n-pairs", type=int, default=None, help=f"pairs to generate, 1..{MAX_PAIRS} (default: the profile's)"
-    )
-    p.add_argument("--pair-seed", type=int, default=None, help="the pair generator's seed (default: the profile's)")
+    p.add_argument("--n-pairs", type=int_in(1, MAX_PAIRS, note="MAX_PAIRS"), default=None,
+                   help=f"pairs to generate, 1..{MAX_PAIRS} (default: the profile's)")
+    p.add_argument("--pair-seed", type=int_in(0, note="random.Random treats -s as s"), default=None,
+                   help="the pair generator's seed, >= 0 (default: the profile's)")
     p.add_argument(
         "--corruption", choices=CORRUPTIONS, default=None, help="for generated pairs (default: the profile's)"
     )
@@ -45,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         profile = prepare(args)
-        if args.n_pairs is not None and not 1 <= args.n_pairs <= MAX_PAIRS:
-            raise UserError(f"--n-pairs {args.n_pairs} is out of range; choose 1..{MAX_PAIRS} (MAX_PAIRS).")
         overrides = {"n_pairs": args.n_pairs, "pair_seed": args.pair_seed, "corruption": args.corruption}
         settings = replace(profile.ioi, **{k: v for k, v in overrides.items() if v is not None})
         try:

@@ -1,26 +1,27 @@
-"""IOI prompt pairs: a deterministic generator and a JSON reader, both producing ``IOIPair``.
+"""IOI prompt pairs: ``IOIPair``, a deterministic generator, and the pairs tokenised and batched by length.
 
 Seed 000's example: normal "After John and Mary went to the store, John gave the bag to" (answer " Mary",
 the indirect object IO; " John" is the subject S), corrupted "... store, Mary gave the bag to" (the second
 mention of the subject, S2, swapped for IO, so the correct answer flips to " John").
 
-Token lengths and batching. Every name, place and object used by the generator is a single token (with
-its leading space) for the model's tokenizer; words that are not are dropped per tokenizer and counted. So
-all prompts of one template have one token length, their IO/S1/S2/END tokens sit at the same positions,
-and a corruption never changes the length. Pairs are then batched by token length (``batches_by_length``):
-no padding at all, so no attention-mask or position bookkeeping can go wrong, and "the final position" is
-the same index for every prompt of a batch.
+Token lengths and batching. Every word the generator uses is a single token for the model's tokenizer
+(``repro.ioi.vocabulary``), so all prompts of one template have one token length, their IO/S1/S2/END
+tokens sit at the same positions, and a corruption never changes the length. Pairs are then batched by
+token length (``tokenize_pairs``): no padding at all, so no attention-mask or position bookkeeping can go
+wrong, and "the final position" is the same index for every prompt of a batch. Pairs can also come from a
+file in the seed's format (``repro.ioi.pairs_file``).
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
+
+from repro.ioi.vocabulary import ORDERS, TEMPLATES, token_ids, vocabulary_for
+from repro.readers import InputError
 
 S2_SWAP = "s2_swap"  # the seed's corruption: S2 <- IO, which flips the correct answer
 ABC = "abc"  # IO, S1, S2 <- three unrelated names: the sentence no longer says who the IO is
@@ -29,223 +30,6 @@ CORRUPTIONS = (S2_SWAP, ABC)
 # corrupted caches are held at once, ~12 MB per pair for SmolLM2 (30 layers x ~18 tokens); the largest
 # batch holds about a fifth of the pairs, so 1000 pairs need ~2.5 GB of caches, beyond which a laptop swaps.
 MAX_PAIRS = 1000
-
-# {A} and {B} are the two names introduced first, {S} the second mention of the subject. ABBA: IO comes
-# first (A = IO, B = S); BABA: S comes first. The seed's sentence is the first template in ABBA order.
-TEMPLATES = (
-    "After {A} and {B} went to the {PLACE}, {S} gave the {OBJECT} to",
-    "When {A} and {B} went to the {PLACE}, {S} gave the {OBJECT} to",
-    "Then, {A} and {B} went to the {PLACE}. {S} gave the {OBJECT} to",
-    "Then, {A} and {B} had a lot of fun at the {PLACE}. {S} gave the {OBJECT} to",
-    "Then, {A} and {B} were working at the {PLACE}. {S} decided to give the {OBJECT} to",
-    "Then, {A} and {B} were thinking about going to the {PLACE}. {S} wanted to give the {OBJECT} to",
-    "Then, {A} and {B} had a long argument, and afterwards {S} said to",
-    "When {A} and {B} got the {OBJECT} at the {PLACE}, {S} decided to give it to",
-    "While {A} and {B} were working at the {PLACE}, {S} gave the {OBJECT} to",
-    "While {A} and {B} were commuting to the {PLACE}, {S} gave the {OBJECT} to",
-    "After the lunch, {A} and {B} went to the {PLACE}. {S} gave the {OBJECT} to",
-    "Afterwards, {A} and {B} went to the {PLACE}. {S} gave the {OBJECT} to",
-    "Then, {A} and {B} had a long argument. Afterwards {S} said to",
-    "Friends {A} and {B} found the {OBJECT} at the {PLACE}. {S} gave it to",
-    "Yesterday {A} and {B} walked to the {PLACE}, and {S} handed the {OBJECT} to",
-    "At the {PLACE}, {A} and {B} found the {OBJECT}. Then {S} passed it to",
-)
-ORDERS = ("ABBA", "BABA")
-
-NAMES = [
-    "Aaron",
-    "Adam",
-    "Alan",
-    "Alex",
-    "Alice",
-    "Amanda",
-    "Amy",
-    "Andrew",
-    "Angela",
-    "Anna",
-    "Anne",
-    "Anthony",
-    "Arthur",
-    "Ashley",
-    "Barbara",
-    "Ben",
-    "Benjamin",
-    "Beth",
-    "Betty",
-    "Bill",
-    "Bob",
-    "Brandon",
-    "Brian",
-    "Bruce",
-    "Carl",
-    "Carol",
-    "Catherine",
-    "Charles",
-    "Charlie",
-    "Chris",
-    "Christian",
-    "Christina",
-    "Christine",
-    "Claire",
-    "Craig",
-    "Daniel",
-    "Danny",
-    "David",
-    "Dennis",
-    "Diana",
-    "Donald",
-    "Donna",
-    "Dorothy",
-    "Douglas",
-    "Edward",
-    "Elizabeth",
-    "Ellen",
-    "Emily",
-    "Emma",
-    "Eric",
-    "Eva",
-    "Frank",
-    "Gary",
-    "George",
-    "Grace",
-    "Greg",
-    "Hannah",
-    "Harry",
-    "Helen",
-    "Henry",
-    "Ian",
-    "Jack",
-    "Jacob",
-    "James",
-    "Jane",
-    "Janet",
-    "Jason",
-    "Jeff",
-    "Jennifer",
-    "Jeremy",
-    "Jerry",
-    "Jessica",
-    "Jim",
-    "Joe",
-    "John",
-    "Jonathan",
-    "Joseph",
-    "Joshua",
-    "Julia",
-    "Justin",
-    "Karen",
-    "Kate",
-    "Katie",
-    "Keith",
-    "Kelly",
-    "Kevin",
-    "Kim",
-    "Laura",
-    "Lauren",
-    "Linda",
-    "Lisa",
-    "Louis",
-    "Lucy",
-    "Luke",
-    "Maria",
-    "Mark",
-    "Martin",
-    "Mary",
-    "Matt",
-    "Matthew",
-    "Max",
-    "Megan",
-    "Michael",
-    "Michelle",
-    "Mike",
-    "Nancy",
-    "Nathan",
-    "Nicholas",
-    "Nick",
-    "Nicole",
-    "Oliver",
-    "Pamela",
-    "Patricia",
-    "Patrick",
-    "Paul",
-    "Peter",
-    "Philip",
-    "Rachel",
-    "Ralph",
-    "Rebecca",
-    "Richard",
-    "Robert",
-    "Roger",
-    "Ronald",
-    "Rose",
-    "Ruth",
-    "Ryan",
-    "Sam",
-    "Samuel",
-    "Sandra",
-    "Sarah",
-    "Scott",
-    "Sean",
-    "Sharon",
-    "Simon",
-    "Sophie",
-    "Stephen",
-    "Steve",
-    "Steven",
-    "Susan",
-    "Thomas",
-    "Tim",
-    "Timothy",
-    "Tom",
-    "Tony",
-    "Victoria",
-    "Walter",
-    "William",
-]
-PLACES = [
-    "store",
-    "shop",
-    "school",
-    "hospital",
-    "station",
-    "restaurant",
-    "office",
-    "park",
-    "garden",
-    "house",
-    "market",
-    "library",
-    "church",
-    "beach",
-    "kitchen",
-    "bank",
-    "hotel",
-    "museum",
-    "airport",
-    "river",
-]
-OBJECTS = [
-    "bag",
-    "book",
-    "ring",
-    "drink",
-    "bottle",
-    "basketball",
-    "kiss",
-    "computer",
-    "necklace",
-    "letter",
-    "ball",
-    "box",
-    "apple",
-    "cake",
-    "key",
-    "phone",
-    "watch",
-    "hat",
-    "snack",
-    "pen",
-]
 
 
 @dataclass(frozen=True)
@@ -264,49 +48,9 @@ class IOIPair:
         return self.clean, self.corrupted, self.io, self.s
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    """The words usable with one tokenizer, and how many candidates were dropped as multi-token."""
-
-    names: tuple[str, ...]
-    places: tuple[str, ...]
-    objects: tuple[str, ...]
-    dropped: dict[str, list[str]] = field(default_factory=dict)  # kind -> dropped words
-
-    def report(self) -> dict[str, int]:
-        return {
-            "names_kept": len(self.names),
-            "names_dropped": len(self.dropped.get("names", [])),
-            "places_kept": len(self.places),
-            "places_dropped": len(self.dropped.get("places", [])),
-            "objects_kept": len(self.objects),
-            "objects_dropped": len(self.dropped.get("objects", [])),
-        }
-
-
-def token_ids(tokenizer, text: str) -> list[int]:
-    """The tokenizer's ids for ``text`` as plain text: no BOS or other special tokens, as in the seed."""
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def is_single_token(tokenizer, word: str) -> bool:
-    return len(token_ids(tokenizer, " " + word)) == 1
-
-
-def vocabulary_for(tokenizer, min_names: int = 3) -> Vocabulary:
-    """Keep the names, places and objects that are one token (with a leading space) for ``tokenizer``."""
-    kept, dropped = {}, {}
-    for kind, words in (("names", NAMES), ("places", PLACES), ("objects", OBJECTS)):
-        kept[kind] = tuple(w for w in words if is_single_token(tokenizer, w))
-        dropped[kind] = [w for w in words if w not in kept[kind]]
-    if len(kept["names"]) < min_names or not kept["places"] or not kept["objects"]:
-        raise ValueError(
-            f"Tokenizer {type(tokenizer).__name__} splits too many IOI words into several tokens "
-            f"(kept {len(kept['names'])} names, {len(kept['places'])} places, {len(kept['objects'])} objects; "
-            f"need >= {min_names} names and >= 1 of each other kind). Extend NAMES/PLACES/OBJECTS in "
-            f"repro/ioi/dataset.py with words this tokenizer keeps whole."
-        )
-    return Vocabulary(kept["names"], kept["places"], kept["objects"], dropped)
+class PairFileError(InputError):
+    """A pair from a file cannot be used: malformed, or its answers are not tokens of its prompt as tokenised;
+    the message names the file or pair and the fix."""
 
 
 def generate_pairs(tokenizer, n_pairs: int, seed: int = 0, corruption: str = S2_SWAP) -> list[IOIPair]:
@@ -341,62 +85,6 @@ def fill(template: str, order: str, io: str, s1: str, s2: str, place: str, obj: 
     """Fill a template: ABBA puts IO first, BABA puts S1 first; ``s2`` fills the subject's second mention."""
     a, b = (io, s1) if order == "ABBA" else (s1, io)
     return template.format(A=a, B=b, S=s2, PLACE=place, OBJECT=obj)
-
-
-# ---- pairs from a file ----
-
-PAIR_KEYS = ("normal", "corrupted", "io", "s")
-
-
-class PairFileError(ValueError):
-    """A pairs file is unreadable or malformed; the message names the file, the entry and the fix."""
-
-
-def load_pairs(path: str | Path) -> list[IOIPair]:
-    """Read pairs in the seed's format: a JSON list of ``{"normal", "corrupted", "io", "s"}`` objects
-    (``io``/``s``: the correct and the wrong answer, each with its leading space, e.g. " Mary"/" John"),
-    optionally with ``"corruption": "s2_swap" | "abc"`` (default s2_swap, the seed's). Token-level checks
-    (single-token answers, equal lengths) need the tokenizer: see ``tokenize_pairs``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise PairFileError(
-            f"Cannot read IOI pairs from {path}: {err}. Give a JSON list of pair objects."
-        ) from err
-    if not isinstance(data, list) or not data:
-        raise PairFileError(f"{path}: expected a non-empty JSON list of pair objects with keys {PAIR_KEYS}.")
-    pairs = []
-    for i, entry in enumerate(data):
-        where = f"{path} entry {i}"
-        if not isinstance(entry, dict):
-            raise PairFileError(
-                f"{where}: expected an object with keys {PAIR_KEYS}, got {type(entry).__name__}."
-            )
-        missing = [k for k in PAIR_KEYS if k not in entry]
-        if missing:
-            raise PairFileError(f"{where}: missing key(s) {missing}; each pair needs {PAIR_KEYS}.")
-        bad = [k for k in PAIR_KEYS if not isinstance(entry[k], str) or not entry[k].strip()]
-        if bad:
-            raise PairFileError(f"{where}: {bad} must be non-empty strings.")
-        corruption = entry.get("corruption", S2_SWAP)
-        if corruption not in CORRUPTIONS:
-            raise PairFileError(f"{where}: unknown corruption {corruption!r}; valid: {CORRUPTIONS}.")
-        if entry["io"] == entry["s"]:
-            raise PairFileError(f"{where}: io and s are both {entry['io']!r}; they must be different names.")
-        pairs.append(IOIPair(entry["normal"], entry["corrupted"], entry["io"], entry["s"], corruption))
-    return pairs
-
-
-def save_pairs(pairs: list[IOIPair], path: str | Path) -> Path:
-    """Write pairs in the format ``load_pairs`` reads."""
-    path = Path(path)
-    rows = [
-        {"normal": p.clean, "corrupted": p.corrupted, "io": p.io, "s": p.s, "corruption": p.corruption}
-        for p in pairs
-    ]
-    path.write_text(json.dumps(rows, indent=2) + "\n")
-    return path
 
 
 # ---- tokenized pairs, batched by length ----

@@ -19,12 +19,13 @@ from repro.files import figure_path
 from repro.ioi import plots
 from repro.ioi.attribution import head_attributions
 from repro.ioi.collect import collect
-from repro.ioi.dataset import IOIPair, PairBatch, generate_pairs, tokenize_pairs, vocabulary_for
+from repro.ioi.dataset import IOIPair, PairBatch, generate_pairs, tokenize_pairs
 from repro.ioi.filtering import filter_pairs
 from repro.ioi.metric import normalised
 from repro.ioi.patching import head_patched_ld, layer_patched_ld, resid_patched_ld
 from repro.ioi.result import IOIResult, parse_head, ranked_heads
 from repro.ioi.verdict import PairEffects, handoff_layer, ioi_criteria, ioi_ruling, layer_shares
+from repro.ioi.vocabulary import vocabulary_for
 from repro.models import LoadedModel
 from repro.profiles import PROFILES, Profile
 from repro.timing import StageTimer

@@ -17,7 +17,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from repro.cli import UserError, guarded, resolve_profile
+from repro.cli import UserError, add_force_flag, check_out, guarded, quiet_libraries, resolve_profile
 from repro.files import check_writable, jsonable, staged_dir, write_json_atomic
 
 COMMAND = "lm"
@@ -50,10 +50,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", parents=[common], help="Parts A and B: three models x PTB, WikiText-2 at the profile's budget")
     c.add_argument("--out", type=Path, default=Path("out/lm"), help="figures and result.json")
     c.add_argument("--work", type=Path, default=None, help="keep checkpoints here to resume (default: temporary)")
+    add_force_flag(c)
 
     f = sub.add_parser("finetune", parents=[common], help="Part C: fine-tune a pretrained model on PubMedQA")
     f.add_argument("--model", default="smollm2-135m", choices=("smollm2-135m", "gpt2"))
     f.add_argument("--out", type=Path, default=Path("out/lm-finetune"), help="figure and result.json")
+    add_force_flag(f)
     return p
 
 
@@ -141,7 +143,7 @@ def sample_words(args, profile) -> int:
 def compare(args, profile) -> int:
     from repro.lm import run_architectures
 
-    _writable(args.out.parent, "--out's parent folder")
+    check_out(args.out, force=args.force, command="lm compare")
     with staged_dir(args.out) as out:
         result = run_architectures(profile.lm, out, work_dir=args.work, progress=not args.quiet)
         m = result.measurement()
@@ -156,7 +158,7 @@ def finetune(args, profile) -> int:
     from repro.lm import run_finetune
     from repro.models import load_model
 
-    _writable(args.out.parent, "--out's parent folder")
+    check_out(args.out, force=args.force, command="lm finetune")
     lm = load_model(args.model, profile.device, profile.dtype)  # a missing model is an AssetError: one line
     with staged_dir(args.out) as out:
         result = run_finetune(lm, profile.lm.finetune, out, device=profile.device, progress=not args.quiet)
@@ -174,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
+        if args.quiet:
+            quiet_libraries()
         profile = resolve_profile(args.profile)
         return ACTIONS[args.action](args, profile)
 

@@ -2,20 +2,22 @@
 
 Prints what the seed's analysis script printed (parameters per component, MACs, median times with their
 IQR, the Bottom/Top breakdown, the ratio) and writes into ``--out`` a JSON summary and the figures.
-``--cut`` and ``--seq-len`` are checked against the model before any counting or timing starts.
+``--pairs`` is checked before anything runs (at least ``MIN_PAIRS``, the verdict's gate), and
+``--cut`` and ``--seq-len`` against the model before any counting or timing starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from repro.cli import UserError, claim_parser, guarded, prepare
+from repro.cli import UserError, claim_parser, guarded, int_in, prepare
 from repro.files import staged_dir, write_json_atomic
 from repro.models import MODEL_KEYS, load_model
 from repro.split.parts import LM_HEAD
 from repro.split.result import SplitResult
 from repro.split.run import run_split
-from repro.split.verdict import LM_HEAD_SHARE, PUBLISHED, RATIO, RATIO_THRESHOLD
+from repro.split.timing import MAX_PAIRS
+from repro.split.verdict import LM_HEAD_SHARE, MIN_PAIRS, PUBLISHED, RATIO, RATIO_THRESHOLD
 
 COMMAND = "split"
 
@@ -24,15 +26,13 @@ def parser():
     p = claim_parser(
         COMMAND, __doc__.splitlines()[0], models=MODEL_KEYS, default_model="gpt2-random", default_out="out/split"
     )
-    p.add_argument("--cut", type=int, default=None, help="blocks in Bottom and in Top (default: the profile's, 2)")
-    p.add_argument("--seq-len", type=int, default=None, help="tokens per call, batch 1 (default: the profile's, 6)")
-    p.add_argument("--pairs", type=int, default=None, help="interleaved timing pairs (default: the profile's)")
+    p.add_argument("--cut", type=int_in(1), default=None,
+                   help="blocks in Bottom and in Top, 1..n_layers/2 (default: the profile's, 2)")
+    p.add_argument("--seq-len", type=int_in(1), default=None,
+                   help="tokens per call, batch 1, 1..the model's positions (default: the profile's, 6)")
+    p.add_argument("--pairs", type=int_in(MIN_PAIRS, MAX_PAIRS, note="fewer cannot pass the verdict's gate"),
+                   default=None, help=f"interleaved timing pairs, {MIN_PAIRS}..{MAX_PAIRS} (default: the profile's)")
     return p
-
-
-def _check_at_least_one(flag: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise UserError(f"{flag} {value} is invalid; it must be a positive integer.")
 
 
 def check_against_model(cut: int, seq_len: int, n_layers: int, positions: int, model: str) -> None:
@@ -52,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         profile = prepare(args)
-        for flag, value in (("--cut", args.cut), ("--seq-len", args.seq_len), ("--pairs", args.pairs)):
-            _check_at_least_one(flag, value)
         overrides = {"cut": args.cut, "seq_len": args.seq_len, "pairs": args.pairs}
         settings = replace(profile.split, **{k: v for k, v in overrides.items() if v is not None})
         lm = load_model(args.model, profile.device, profile.dtype)

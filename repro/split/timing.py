@@ -40,6 +40,9 @@ def iqr(values) -> tuple[float, float]:
     return float(q25), float(q75)
 
 
+MAX_PAIRS = 10_000  # a few minutes of headline timing on 2 cores; more is a typo, not a plan
+
+
 @dataclass(frozen=True)
 class PartTimes:
     """Component times of repeated calls of one part: ``ns[call, component]``."""
