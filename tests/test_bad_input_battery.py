@@ -217,8 +217,16 @@ def _interrupted_import_turned_into_another_error(name, *args):
         raise AttributeError("module 'numpy._core' has no attribute '_multiarray_umath'") from None
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as in a terminal (a test run started in the background inherits SIG_IGN)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("import_module", [_interrupted_import, _interrupted_import_turned_into_another_error])
-def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(monkeypatch, capsys, import_module):
+def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(monkeypatch, capsys, import_module, python_sigint):
     """A Ctrl-C lands in torch's, scipy's or transformers' imports more often than anywhere else."""
     import importlib
 
@@ -228,7 +236,7 @@ def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(monkeypat
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_an_error_after_the_command_started_is_not_taken_for_a_ctrl_c(monkeypatch):
+def test_an_error_after_the_command_started_is_not_taken_for_a_ctrl_c(monkeypatch, python_sigint):
     """Once the command runs, guarded reports Ctrl-C; any other error is the command's (a bug: traceback)."""
     import importlib
 
