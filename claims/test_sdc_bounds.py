@@ -68,8 +68,18 @@ R, N, U = Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE  # U:
 EXPECTED = {  # model: {profile: declared verdict}
     # The published model, when its weights are present: not measured here; declared as published.
     "gpt2": {"cpu": R, "gpu": R},
+    # Measured (cpu, 1,120 faults): 436 harmful, every one with non-finite logits but 1 (a random model's
+    # predictions are near-uniform: no finite fault reached KL 0.1 nats, the largest was 0.04), so 0 non-trivial
+    # harmful faults: the gate fails. Recall on harmful faults 436/436 [0.992, 1] for both detectors; 0 of
+    # 1,008 clean calls flagged [0, 0.0037]. The gpu profile's larger sweep does not change a random model's
+    # harm (not measured: no GPU was lent).
     "gpt2-random": {"cpu": U, "gpu": U},
-    "smollm2-135m": {"cpu": U, "gpu": U},
+    # Measured (cpu, 1,120 faults): recall on non-trivial harmful faults 11/113 = 0.097 [0.050, 0.168]
+    # (upper bound <= 0.90), 0 of 1,020 clean calls flagged [0, 0.0036]. All 97 harmful sign flips of the
+    # attention sink's largest key/value channel escape both detectors (0/97 [0, 0.037]); upward exponent
+    # flips are caught (199/204). Recall on all 303 harmful faults 0.663 [0.607, 0.716]; beyond the finite and
+    # envelope checks 50/152 = 0.329 [0.255, 0.410]. gpu (bf16, 128 tokens): declared alike, not measured.
+    "smollm2-135m": {"cpu": N, "gpu": N},
 }
 
 

@@ -469,3 +469,20 @@ def test_the_attention_module_imports_nothing_of_the_suite():
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.startswith("repro")]
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    import repro.sdc.cli as cli
+    import repro.sdc.run as run
+
+    def interrupted(lm, profile, out, *, log_dir, **kwargs):
+        log = ResultsLog(log_dir, toy_spec().log_settings())
+        log.write(TOY_SWEEP.configs(3)[0], {"harmful": False})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: _toy_lm())
+    monkeypatch.setattr(run, "run_sdc", interrupted)
+    assert cli.main(["--sweep", "smoke", "--out", str(tmp_path / "out"), "--quiet"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "the 1 finished faults are kept" in err and "rerun the same command to resume" in err
+    assert err.count("\n") == 0 and not (tmp_path / "out").exists()

@@ -44,20 +44,36 @@ def test_a_killed_worker_loses_no_fault_and_duplicates_none(tmp_path, monkeypatc
     log = ResultsLog(tmp_path / "log", spec.log_settings())
     killed: list = []
     with local_cluster(2) as client:
-        cluster = client.cluster
         watcher = _kill_a_busy_worker(client, log, killed)
         results = run_sweep_dask(client, spec, configs, log, batch_size=1, progress=False)
         watcher.join(timeout=60)
         assert not client.amm.running()  # replicas stay where the client put them (claim 6's lesson)
         keys = [_key([c]) for c in configs]
         starts = client.run_on_scheduler(_sent_to_workers, keys=keys)
+        pids = list(client.run(os.getpid).values())  # (the nannies live in this process)
     assert killed and killed[0][1] < len(configs), killed  # killed mid-sweep
     assert len(starts) > len(set(starts)) == len(configs)  # the killed worker's chunk was sent again
     entries = sorted(p.stem for p in (tmp_path / "log").glob("*-*.json"))
     assert entries == sorted(c.id for c in configs)  # none missing, none twice
     straight, _ = _toy_sweep(tmp_path / "straight")  # the same faults in this process
     assert [_without_ids(r) for r in results] == [_without_ids(r) for r in straight]
-    assert not cluster.workers  # everything it started is stopped
+    assert pids and _all_gone(pids)  # the worker processes are stopped
+
+
+def _all_gone(pids, wait_s=20.0) -> bool:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _sent_to_workers(keys, dask_scheduler=None) -> list[str]:

@@ -90,8 +90,9 @@ class Detector:
     def check(self, layer: int, **sites: torch.Tensor) -> CallRecord:
         """All checks on one call; ``sites`` maps site names to tensors in hook layout."""
         env = self.envelopes(layer)
-        q, k, v = (sites[s].transpose(1, 2).float() for s in (hooks.ATTN_Q, hooks.ATTN_K, hooks.ATTN_V))
-        use = {f"envelope_{x}": bounds.envelope_use(t, env[x]) for x, t in zip("qkv", (q, k, v))}
+        qkv = [sites[s].float() for s in (hooks.ATTN_Q, hooks.ATTN_K, hooks.ATTN_V)]  # hook layout
+        use = {f"envelope_{x}": bounds.envelope_use(t, env[x]) for x, t in zip("qkv", qkv)}
+        q, k, v = (t.transpose(1, 2) for t in qkv)  # the model's layout
         use.update(self.uses(layer, q, k, v, sites))
         return CallRecord(layer, use)
 

@@ -81,7 +81,7 @@ def run_sweep_dask(client, spec: RunSpec, configs: list[ExperimentConfig], log: 
     with tqdm(total=len(configs), initial=len(configs) - sum(map(len, todo)), desc="sdc sweep (dask)",
               unit="fault", disable=not progress) as bar:
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 chunk = futures[future]
                 record(log, chunk, future.result())
                 future.release()

@@ -47,14 +47,16 @@ def across_models(rows: dict[str, list[dict]], path: Path, title: str) -> Path:
     width = 0.8 / max(len(rows), 1)
     for ax, detector in zip(axes, DETECTORS):
         for i, (model, faults) in enumerate(rows.items()):
-            values = []
-            for stratum in STRATA:
+            for j, stratum in enumerate(STRATA):
                 group = [f for f in harmful(faults) if f["stratum"] == stratum]
-                values.append(np.mean([f[detector]["detected"] for f in group]) if group else np.nan)
-            ax.bar(np.arange(len(STRATA)) + i * width, values, width, label=model)
+                caught = sum(f[detector]["detected"] for f in group)
+                ax.bar(j + i * width, caught / len(group) if group else 0, width, color=f"C{i}",
+                       label=model if j == 0 else None)
+                ax.text(j + i * width, (caught / len(group) if group else 0) + 0.02, f"{caught}/{len(group)}",
+                        ha="center", fontsize=5, rotation=90)  # k/n: 0/0 = no harmful fault in the stratum
         ax.set_xticks(np.arange(len(STRATA)) + width * (len(rows) - 1) / 2, STRATA, rotation=30, fontsize=7)
         ax.set_title(detector)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.2)
     axes[0].set_ylabel("recall on harmful faults")
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
@@ -62,9 +64,12 @@ def across_models(rows: dict[str, list[dict]], path: Path, title: str) -> Path:
     return save_figure(fig, path)
 
 
+NONFINITE_AT = 42.0  # log10 position of Inf/NaN: above float32's largest value (10^38.5)
+
+
 def _log_use(value) -> float:
     v = as_float(value)
-    return 12.0 if not math.isfinite(v) else math.log10(max(v, 1e-12))  # Inf/NaN drawn at 12
+    return NONFINITE_AT if not math.isfinite(v) else math.log10(max(v, 1e-12))
 
 
 def bound_gap(faults: list[dict], path: Path, title: str) -> Path:
@@ -78,8 +83,8 @@ def bound_gap(faults: list[dict], path: Path, title: str) -> Path:
             ax.scatter(np.full(len(ys), i + dx), ys, s=6, alpha=0.4, color=color,
                        label=("detected" if detected else "missed") if i == 0 else None)
     ax.axhline(0, color="black", lw=0.8)
-    ax.axhline(12, color="gray", lw=0.5, ls=":")
-    ax.text(len(checks) - 0.5, 12.2, "Inf/NaN", fontsize=7, ha="right")
+    ax.axhline(NONFINITE_AT, color="gray", lw=0.5, ls=":")
+    ax.text(len(checks) - 0.5, NONFINITE_AT + 0.5, "Inf/NaN", fontsize=7, ha="right")
     ax.set_xticks(range(len(checks)), checks, rotation=20, fontsize=7)
     ax.set_ylabel("log10 utilisation (0: at the bound)")
     ax.legend(fontsize=7)
@@ -101,7 +106,7 @@ def loss_vs_violation(faults: list[dict], path: Path, title: str) -> Path:
         ax.scatter(xs, ys, s=6, alpha=0.4, color=color, label="detected" if detected else "missed")
     ax.axvline(0, color="black", lw=0.8)
     ax.text(-11.5, 4.1, "non-finite loss", fontsize=7)
-    ax.set_xlabel("log10 largest bound utilisation (> 0: violated; 12: Inf/NaN)")
+    ax.set_xlabel(f"log10 largest bound utilisation (> 0: violated; {NONFINITE_AT:g}: Inf/NaN)")
     ax.set_ylabel("log10 |change of mean loss|, nats")
     ax.legend(fontsize=7)
     ax.set_title(title)

@@ -70,7 +70,7 @@ def reweighted(faults: list[dict], detector: str) -> Estimate | None:
     kept = draws[np.isfinite(draws)]
     low, high = np.percentile(kept, [2.5, 97.5]) if len(kept) else (np.nan, np.nan)
     method = (f"percentile bootstrap over faults, {len(draws)} resamples ({len(draws) - len(kept)} without a harmful "
-              "anchor fault dropped)")
+              f"anchor fault dropped); weights from {int(a.sum())} harmful uniform-anchor faults")
     return Estimate(value, Interval(float(low), float(high), len(faults), "faults", method))
 
 

@@ -232,8 +232,14 @@ class ResultsLog:
     def has(self, config: ExperimentConfig) -> bool:
         return config.id in self._done
 
+    def run_id(self) -> str:
+        """The settings in a fault's logged id: ``smollm2-135m/float32/t16/cpu``."""
+        s = self.settings
+        return f"{s['model']}/{s['dtype']}/t{s['window_len']}/{s['profile']}"
+
     def write(self, config: ExperimentConfig, result: dict) -> None:
-        write_json_atomic(self.folder / f"{config.id}.json", {"id": config.id, **self.settings, **result})
+        entry = {"id": f"{self.run_id()}/{config.id}", **self.settings, **result}
+        write_json_atomic(self.folder / f"{config.id}.json", entry)
         self._done.add(config.id)
 
     def __len__(self) -> int:
