@@ -217,8 +217,12 @@ class PrefixKV:
 
 
 def adapter_for(model: nn.Module) -> ModelAdapter:
-    """The adapter for a Hugging Face causal LM; a clear error for unsupported architectures."""
+    """The adapter for a Hugging Face causal LM (or DistilBERT's masked LM); a clear error for unsupported
+    architectures."""
     cfg = model.config
+    if cfg.model_type == "distilbert":
+        return EncoderAdapter(model, "distilbert", cfg.n_layers, cfg.n_heads, cfg.n_heads, cfg.dim // cfg.n_heads,
+                              cfg.dim, cfg.vocab_size)
     family = "gpt2" if cfg.model_type in GPT2_FAMILY else "llama" if cfg.model_type in LLAMA_FAMILY else None
     if family is None:
         raise ValueError(
@@ -235,3 +239,63 @@ def adapter_for(model: nn.Module) -> ModelAdapter:
         d_model=cfg.hidden_size,
         d_vocab=cfg.vocab_size,
     )
+
+
+@dataclass(frozen=True)
+class EncoderAdapter(ModelAdapter):
+    """DistilBERT's masked LM (``DistilBertForMaskedLM``): bidirectional attention, post-LayerNorm blocks.
+    The same interface, for claim 4's bidirectional comparison; its attention reads the previous block's
+    output LayerNorm (the embeddings' LayerNorm in block 0), which is what ``attn_norm`` returns."""
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.model.distilbert.transformer.layer
+
+    def attention(self, layer: int) -> nn.Module:
+        return self.blocks[layer].attention
+
+    def attn_out_proj(self, layer: int) -> nn.Module:
+        return self.attention(layer).out_lin
+
+    def attn_norm(self, layer: int) -> nn.Module:
+        return self.model.distilbert.embeddings.LayerNorm if layer == 0 else self.blocks[layer - 1].output_layer_norm
+
+    def qkv_weights(self, layer: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        attn = self.attention(layer)
+        return {name: (proj.weight, proj.bias) for name, proj in zip("qkv", (attn.q_lin, attn.k_lin, attn.v_lin))}
+
+    @property
+    def rotary(self) -> bool:
+        return False
+
+    def mlp(self, layer: int) -> nn.Module:
+        return self.blocks[layer].ffn
+
+    def mlp_down_proj(self, layer: int) -> nn.Module:
+        return self.mlp(layer).lin2
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self.model.distilbert.embeddings.word_embeddings
+
+    @property
+    def position_embedding(self) -> nn.Embedding | None:
+        return self.model.distilbert.embeddings.position_embeddings
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.model.vocab_layer_norm
+
+    @property
+    def unembed(self) -> nn.Linear:
+        return self.model.vocab_projector
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.distilbert.embeddings(input_ids)
+
+    def block_kwargs(self, hidden: torch.Tensor) -> dict:
+        return {"attention_mask": None}  # every position sees every other (no padding)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        return m.vocab_projector(m.vocab_layer_norm(m.activation(m.vocab_transform(hidden))))

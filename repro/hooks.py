@@ -10,14 +10,16 @@ target here one to one:
 - ``blocks.{L}.hook_mlp_out``    MLP output                                [batch, pos, d_model]
 - ``blocks.{L}.hook_resid_post`` residual stream leaving block L           [batch, pos, d_model]
 
-Inside the attention computation (the exposed attention of ``repro.sdc.attention``, switched on for the
+Inside the attention computation (the exposed attention of ``repro.attention``, switched on for the
 ``with`` block whenever one of these is hooked; the model's logits are unchanged by the switch):
 
 - ``blocks.{L}.attn.hook_q``           queries (after rotary embedding)        [batch, pos, head, d_head]
 - ``blocks.{L}.attn.hook_k``           keys (before GQA repetition)            [batch, pos, kv_head, d_head]
 - ``blocks.{L}.attn.hook_v``           values (before GQA repetition)          [batch, pos, kv_head, d_head]
+- ``blocks.{L}.attn.hook_mask``        visible keys, True = attend (read-only) [batch | 1, 1, query_pos, key_pos]
 - ``blocks.{L}.attn.hook_attn_scores`` scaled scores plus the additive mask    [batch, head, query_pos, key_pos]
 - ``blocks.{L}.attn.hook_pattern``     softmax weights                         [batch, head, query_pos, key_pos]
+- ``blocks.{L}.attn.hook_z_checksum``  pattern @ (v @ 1), from z's own matmul  [batch, pos, head]
 
 ``hook_z`` is the attention function's output as the output projection receives it, so it closes the chain.
 
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from repro.adapters import ModelAdapter
+from repro.attention import HOOK_TABLE, exposed_attention
 
 RESID_PRE = "hook_resid_pre"
 ATTN_Z = "attn.hook_z"
@@ -51,7 +54,10 @@ ATTN_K = "attn.hook_k"
 ATTN_V = "attn.hook_v"
 ATTN_SCORES = "attn.hook_attn_scores"
 ATTN_PATTERN = "attn.hook_pattern"
-ATTENTION_SITES = (ATTN_Q, ATTN_K, ATTN_V, ATTN_SCORES, ATTN_PATTERN)  # called from inside attention
+ATTN_MASK = "attn.hook_mask"
+ATTN_Z_CHECKSUM = "attn.hook_z_checksum"
+# Called from inside attention (repro.attention), in the order the computation reaches them.
+ATTENTION_SITES = (ATTN_Q, ATTN_K, ATTN_V, ATTN_MASK, ATTN_SCORES, ATTN_PATTERN, ATTN_Z_CHECKSUM)
 ALL_SITES = SITES + ATTENTION_SITES
 
 _NAME = re.compile(r"^blocks\.(\d+)\.(" + "|".join(re.escape(s) for s in ALL_SITES) + r")$")
@@ -104,6 +110,8 @@ def attn_scores(layer: int) -> str:
 
 def attn_pattern(layer: int) -> str:
     return hook_name(ATTN_PATTERN, layer)
+
+
 def mlp_post(layer: int) -> str:
     """The MLP's hidden activation, i.e. the input of its down-projection (MEMIT's keys)."""
     return hook_name(MLP_POST, layer)
@@ -164,41 +172,40 @@ def _call(fn: HookFn, name: str, act: torch.Tensor, split: tuple[int, int] | Non
     return new.reshape(act.shape) if split else new
 
 
-# Sites inside attention are not module boundaries: the exposed attention function calls
-# ``attention_site(module, site, tensor)``, which runs the functions installed here on that very module.
-_ATTENTION_HOOKS = "_repro_attention_hooks"  # attribute of an attention module: {site: [(name, fn), ...]}
+# Sites inside attention are not module boundaries: the exposed attention function runs the functions its
+# module holds for each slot (repro.attention); here each hook function is wrapped to see the site's layout.
+_SLOTS = {ATTN_Q: "q", ATTN_K: "k", ATTN_V: "v", ATTN_MASK: "mask", ATTN_SCORES: "scores",
+          ATTN_PATTERN: "pattern", ATTN_Z_CHECKSUM: "z_checksum"}
+_TRANSPOSED = (ATTN_Q, ATTN_K, ATTN_V, ATTN_Z_CHECKSUM)  # [b, h, p, ...] in the model, [b, p, h, ...] here
 
 
-def attention_site(module: torch.nn.Module, site: str, act: torch.Tensor) -> torch.Tensor:
-    """Called by the exposed attention function at each of ``ATTENTION_SITES`` with the tensor in Hugging
-    Face layout ([batch, head, pos, d_head] or [batch, head, query, key]); returns the tensor to use."""
-    table = getattr(module, _ATTENTION_HOOKS, None)
-    if not table or site not in table:
-        return act
-    qkv = site in (ATTN_Q, ATTN_K, ATTN_V)
-    for name, fn in table[site]:
-        shown = act.transpose(1, 2) if qkv else act  # [b, h, p, d] -> [b, p, h, d] (a view)
+def _slot_fn(site: str, name: str, fn: HookFn):
+    def run(act: torch.Tensor) -> torch.Tensor | None:
+        shown = act.transpose(1, 2) if site in _TRANSPOSED else act  # a view
         new = fn(shown, name)
         if new is None:
-            continue
+            return None
+        if site == ATTN_MASK:
+            raise ValueError(f"Hook on {name!r} returned a tensor: the mask site is read-only.")
         if new.shape != shown.shape:
             raise ValueError(f"Hook on {name!r} returned shape {tuple(new.shape)}, expected {tuple(shown.shape)}.")
-        act = new.transpose(1, 2) if qkv else new
-    return act
+        return new.transpose(1, 2) if site in _TRANSPOSED else new
+
+    return run
 
 
 @contextmanager
 def _attention_hook(adapter: ModelAdapter, layer: int, site: str, name: str, fn: HookFn) -> Iterator[None]:
     module = adapter.attention(layer)
-    table = module.__dict__.setdefault(_ATTENTION_HOOKS, {})
-    entry = (name, fn)
-    table.setdefault(site, []).append(entry)
+    table = module.__dict__.setdefault(HOOK_TABLE, {})
+    slot, entry = _SLOTS[site], _slot_fn(site, name, fn)
+    table.setdefault(slot, []).append(entry)
     try:
         yield
     finally:
-        table[site].remove(entry)
-        if not table[site]:
-            del table[site]
+        table[slot].remove(entry)
+        if not table[slot]:
+            del table[slot]
 
 
 @contextmanager
@@ -207,9 +214,6 @@ def hooks(adapter: ModelAdapter, fns: Mapping[str, HookFn]) -> Iterator[None]:
     with ExitStack() as stack:
         attention = [(name, *parse_hook_name(name)) for name in fns if parse_hook_name(name)[0] in ATTENTION_SITES]
         if attention:
-            # The attention function that calls attention_site (imported here: it imports this module).
-            from repro.sdc.attention import exposed_attention
-
             stack.enter_context(exposed_attention(adapter.model))
         for name, site, layer in attention:
             _check_layer(adapter, name, layer)

@@ -45,14 +45,19 @@ class IOISettings:
 class SDCSettings:
     """Claim 4, silent data corruption caught by attention bounds (seed 003)."""
 
-    sweep: str = "bit_sweep"  # the template (repro.sdc.sweeps.TEMPLATES): all 32 bits x 6 locations
-    seeds: tuple[int, ...] = (0, 1, 2)  # the seed's medium experiment uses 4 (768 faults)
+    sweep: str = "stratified"  # the template (repro.sdc.sweeps.TEMPLATES)
+    # Faults per stratum (repro.sdc.strata), replacing the template's counts; None: the template's. Sized so
+    # that each model gives >= 400 harmful faults within the module's cpu budget.
+    strata: tuple[tuple[str, int], ...] | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)  # grid templates (bit_sweep: the seed's medium experiment uses 4)
     window_len: int = 16  # tokens per WikiText-2 window
-    n_windows: int = 4  # windows the faults are spread over
+    n_windows: int = 8  # windows the faults are spread over
     # Injected layers at these relative depths (None: every layer); each fault runs from its layer on.
     layer_depths: tuple[float, ...] | None = (0.0, 0.5, 1.0)
     clean_calls: int = 1000  # clean attention calls (layers x windows) checked for false positives
     batch_size: int = 32  # faults per forward pass (one per batch row)
+    dtype: str | None = None  # the model's dtype for this claim (None: the profile's)
+    companion_share: float = 0.25  # DistilBERT (random init, bidirectional): this share of the sweep; 0: none
 
 
 @dataclass(frozen=True)
@@ -176,8 +181,9 @@ PROFILES: dict[str, Profile] = {
         optional_models=(),
         split=SplitSettings(pairs=101, sweep_pairs=31, threads=(1, 2, 4, 8), timing_threads=None),
         ioi=IOISettings(n_pairs=200),
-        sdc=SDCSettings(seeds=(0, 1, 2, 3), window_len=128, n_windows=16, layer_depths=None, clean_calls=4000,
-                        batch_size=64),
+        sdc=SDCSettings(window_len=128, n_windows=16, layer_depths=None, clean_calls=4000, batch_size=64,
+                        dtype="bfloat16", strata=(("uniform", 1024), ("exp_up", 2048), ("sign_sink", 2048),
+                                                  ("sign_argmax", 512), ("top2", 512), ("masked", 512))),
         lm=LMSettings(seq_len=256, train_tokens=None, valid_tokens=None, max_epochs=40, log_every=50,
                       finetune=FinetuneSettings(seq_len=512, batch_size=4, max_steps=None, warmup_steps=500,
                                                 eval_blocks=None, eval_every=100)),

@@ -1,29 +1,37 @@
 """Bounds every clean attention computation satisfies, checkable from its own intermediates (no clean
 reference run), and the float tolerances that keep clean runs inside them.
 
-Notation: one attention head, query i, keys j in the row's unmasked set J_i (n_i = |J_i|), scale c
-(1/sqrt(d_head) for both model families here), scores s_ij = c q_i.k_j (+ mask), weights
-p_ij = softmax_j(s_ij), output z_i = sum_j p_ij v_j. u = the dtype's unit roundoff (eps / 2), and
-gamma_n = n u / (1 - n u) bounds the relative error of an n-term dot product or sum (Higham, Accuracy and
-Stability of Numerical Algorithms, Section 3.1). Each check returns a utilisation per batch element: how
-much of its allowed interval the worst element uses; <= 1 on every clean run, > 1 or NaN is a violation.
+Notation: one attention head, query i, keys j in the row's visible set J_i (n_i = |J_i|, read from the
+attention's own mask, so padding is honoured), scale c (the module's ``scaling``), scores
+s_ij = c q_i.k_j (+ mask), weights p_ij = softmax_j(s_ij), output z_i = sum_j p_ij v_j. A row with no visible
+key is padding (its output is never used) and is exempt. Two unit roundoffs (eps / 2): u of the model's
+dtype, in which every stored intermediate is rounded, and u_a of the arithmetic that accumulates dot
+products, sums and the float32 softmax (u_a = float32's for bfloat16 and float16 models: PyTorch's CPU
+kernels and cuBLAS accumulate half-precision products in float32; u_a = u for float32). The checks run in
+float32 on the stored tensors (a half-precision value converts exactly). gamma_n = n u_a / (1 - n u_a)
+bounds the relative error of an n-term dot product or sum (Higham, Accuracy and Stability of Numerical
+Algorithms, Section 3.1). Each check returns a utilisation per batch element: how much of its allowed
+interval the worst element uses; <= 1 on every clean run, > 1 or NaN is a violation.
 
 1. Input envelope (q, k, v), from the weights alone. The projections read the output y of a LayerNorm
    (y = g * t + b with t = (x - mean) / sqrt(var + eps), so ||t||_2 <= sqrt(d_model)) or an RMSNorm (y = g * t,
    t = x / sqrt(mean(x^2) + eps), ||t||_2 <= sqrt(d_model)). Channel r of q = W y + b' is then
    |q_r| <= ||W_r * g||_2 sqrt(d_model) + |W_r . b + b'_r| (Cauchy-Schwarz). Rotary embedding rotates the
-   channel pairs (r, r + d_head/2), so after it |q_r| <= sqrt(B_r^2 + B_{r+d/2}^2). Tolerance: the
-   projection's rounding, a factor 1 + 4 gamma_{d_model}.
+   channel pairs (r, r + d_head/2), so after it |q_r| <= sqrt(B_r^2 + B_{r+d/2}^2). DistilBERT's attention
+   reads the previous block's output LayerNorm (the embeddings' LayerNorm in block 0), the same form.
+   Tolerance: the projection's rounding, a factor 1 + 4 gamma_{d_model} + 3 u.
 2. Cauchy-Schwarz: |s_ij| <= c ||q_i|| ||k_j|| for j in J_i; masked entries stay at the mask value (below
-   half the dtype's minimum). Tolerance 1 + 3 gamma_{d_head} (the dot product and the two norms).
-3. Rows sum to one: |sum_j p_ij - 1| <= 2 (n_i + 2) u (each exp and division within 1 ulp, then an n-term sum).
+   half the model dtype's minimum, or -inf where float16 overflowed). Tolerance 1 + 3 u + 3 gamma_{d_head}
+   (the dot product, the scale and the stored score's rounding, the checker's two norms).
+3. Rows sum to one: |sum_j p_ij - 1| <= u + 3 (n_i + 2) u_a (each exp and division within 1 ulp, an n-term
+   sum, the checker's sum, and the cast of the float32 weights to the model's dtype).
 4. Softmax interval from the row's score range: p_ij = e^{s_ij} / sum_k e^{s_ik}, and
    n_i e^{min_k s_ik} <= sum_k e^{s_ik} <= n_i e^{max_k s_ik}, so
    e^{s_ij - max s_i} / n_i <= p_ij <= e^{s_ij - min s_i} / n_i,
    which includes 0 <= p_ij <= 1 and, for a row whose scores lie within +-D of each other, the interval
-   [e^{-2D}/n, e^{2D}/n]. Checked in log space; tolerance 2 (n_i + 3) u + 4 u max|s_ij| (the rounding of the
-   score differences); a weight below the smallest normal number only has to be >= 0 (underflow).
-   Masked weights are exactly 0.
+   [e^{-2D}/n, e^{2D}/n]. Checked in log space; tolerance 2 u + 2 (n_i + 3) u_a + 4 u_a max|s_ij| (the
+   weight's rounding to the model's dtype, the softmax, the score differences); a weight below the model
+   dtype's smallest normal number only has to be >= 0 (underflow). Masked weights are exactly 0.
 5. Lambert-W bound on the expected score gap (the step of Kim, Papamakarios and Mnih, ICML 2021, "The
    Lipschitz Constant of Self-Attention", that yields the W_0 term of their Theorem 3.2). With
    g_ij = max_k s_ik - s_ij >= 0 (zero for the arg max),
@@ -39,16 +47,19 @@ much of its allowed interval the worst element uses; <= 1 on every clean run, > 
    itself does not apply here and only the lemma is used (``kim_lipschitz_term`` reports the theorem's
    N-dependent factor for comparison). The lemma needs no assumption on how scores arise, so a weight
    moved onto a low-scoring key (a fault in the weights, or a masked key made visible) is caught once the
-   row's expected gap exceeds W_0((n-1)/e). Tolerance 2 (n_i + 4) u W + 4 u max|s|.
+   row's expected gap exceeds W_0((n-1)/e). Tolerance (u + 2 (n_i + 4) u_a) W + 4 u_a max|s|.
 6. Output inside the values' range: z_i is a convex combination of {v_j : j in J_i}, so per channel
-   min_j v_jc <= z_ic <= max_j v_jc. Tolerance 2 (n_i + 2) u max_j |v_jc| (the n-term sum, weights that sum
-   to 1 within the tolerance of 3).
-7. Finite: NaN or Inf anywhere is a violation.
+   min_j v_jc <= z_ic <= max_j v_jc; the range is taken over a superset of J_i (every key up to i for causal
+   attention, every key some query sees otherwise), which keeps it sound under padding. Tolerance
+   (2 u + 2 (n_i + 2) u_a + the weights' row-sum tolerance) max_j |v_jc|.
+7. Finite: NaN or Inf in q, k, v, a visible score, a weight or an output row that has visible keys is a
+   violation (a masked score may be -inf).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,14 +67,38 @@ from scipy.special import lambertw
 
 from repro.adapters import ModelAdapter
 
+HALF = (torch.float16, torch.bfloat16)
+
 
 def unit_roundoff(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps / 2
 
 
-def gamma(n: int, u: float) -> float:
-    """Relative error bound of an n-term sum or dot product (Higham's gamma_n)."""
-    return n * u / (1 - n * u)
+@dataclass(frozen=True)
+class Precision:
+    """The floating-point facts a tolerance needs about a model dtype (see the notation above)."""
+
+    dtype: torch.dtype
+
+    @property
+    def u(self) -> float:  # stored values
+        return unit_roundoff(self.dtype)
+
+    @property
+    def u_a(self) -> float:  # accumulation and the float32 softmax
+        return unit_roundoff(torch.float32) if self.dtype in HALF else self.u
+
+    @property
+    def min(self) -> float:  # the additive mask's value
+        return torch.finfo(self.dtype).min
+
+    @property
+    def tiny(self) -> float:  # smallest normal number
+        return torch.finfo(self.dtype).tiny
+
+    def gamma(self, n):
+        """Relative error bound of an n-term sum or dot product (Higham's gamma_n) in the accumulation precision."""
+        return n * self.u_a / (1 - n * self.u_a)
 
 
 def lambert_gap_bound(n) -> np.ndarray:
@@ -87,6 +122,7 @@ def envelopes(adapter: ModelAdapter, layer: int) -> dict[str, torch.Tensor]:
     shift = getattr(norm, "bias", None)
     shift = torch.zeros_like(gain) if shift is None else shift.detach().double()
     root_d = math.sqrt(adapter.d_model)
+    precision = Precision(adapter.model.dtype)
     out = {}
     for name, (weight, bias) in adapter.qkv_weights(layer).items():
         weight = weight.detach().double()  # [out, d_model]
@@ -97,42 +133,52 @@ def envelopes(adapter: ModelAdapter, layer: int) -> dict[str, torch.Tensor]:
             half = adapter.d_head // 2
             pair = torch.cat([bound[:, half:], bound[:, :half]], dim=1)  # channel r's rotation partner
             bound = (bound**2 + pair**2).sqrt()
-        out[name] = (bound * (1 + 4 * gamma(adapter.d_model, unit_roundoff(adapter.model.dtype)))).float()
+        out[name] = (bound * (1 + 4 * precision.gamma(adapter.d_model) + 3 * precision.u)).float()
     return out
 
 
 def envelope_use(x: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
-    """max |x| / bound per batch element; x [b, p, h, d], bound [h, d] -> [b]."""
-    return (x.abs() / bound).amax(dim=(1, 2, 3))
+    """max |x| / bound per batch element; x [b, p, h, d] (hook layout), bound [h, d] -> [b]. Computed in
+    whichever layout the tensor's memory has (a broadcast over a strided view is several times slower)."""
+    if x.is_contiguous():
+        return (x.abs() / bound).amax(dim=(1, 2, 3))
+    return (x.transpose(1, 2).abs() / bound[:, None, :]).amax(dim=(1, 2, 3))
 
 
-# ---- derivations 2-7 on one attention call (HF layout) ----
+# ---- derivations 2-7 on one attention call (the model's layout, float32) ----
+# visible [b | 1, 1, q, k] (True = the query may see the key); n [b | 1, 1, q] visible keys per row (float);
+# live = n > 0 (rows with no visible key are padding and exempt).
 
 
 def _rowmax(x: torch.Tensor) -> torch.Tensor:  # [b, ...] -> [b]
     return x.flatten(1).amax(dim=1)
 
 
-def finite_use(*tensors: torch.Tensor) -> torch.Tensor:
-    """0 where every element of every tensor is finite, inf elsewhere; tensors [b, ...] -> [b]."""
-    bad = torch.stack([~torch.isfinite(t).flatten(1).all(dim=1) for t in tensors]).any(dim=0)
-    return torch.where(bad, torch.inf, 0.0)
+def finite_use(q, k, v, scores, pattern, z, visible, live) -> torch.Tensor:
+    """0 where every checked element is finite, inf elsewhere -> [b]. Checked: q, k, v, visible scores, and
+    the weights and outputs of rows that have visible keys (a masked score may be -inf). The largest |x| of
+    each batch element is Inf or NaN exactly when some element is (amax propagates NaN); much faster on CPU
+    than an elementwise isfinite."""
+    parts = [q, k, v, torch.where(visible, scores, 0.0), torch.where(live.unsqueeze(-1), pattern, 0.0),
+             torch.where(live.unsqueeze(-1), z, 0.0)]
+    worst = torch.stack([t.abs().flatten(1).amax(dim=1) for t in parts])  # [parts, b]
+    return torch.where(torch.isfinite(worst).all(dim=0), 0.0, torch.inf)
 
 
-def cauchy_schwarz_use(q, k, scores, scale: float, visible, u: float) -> torch.Tensor:
-    """q [b, h, q, d], k [b, h, k, d] (kv heads repeated), scores [b, h, q, k], visible [q, k] (causal) or
-    [b, h, q, k] (read off the scores) -> [b]."""
+def cauchy_schwarz_use(q, k, scores, scale: float, visible, precision: Precision) -> torch.Tensor:
+    """q [b, h, q, d], k [b, h, k, d] (kv heads repeated), scores [b, h, q, k] -> [b]."""
     bound = scale * q.norm(dim=-1).unsqueeze(-1) * k.norm(dim=-1).unsqueeze(-2)  # [b, h, q, k]
-    bound = bound * (1 + 3 * gamma(q.shape[-1], u)) + torch.finfo(scores.dtype).tiny
+    bound = bound * (1 + 3 * precision.u + 3 * precision.gamma(q.shape[-1])) + precision.tiny
     use = torch.where(visible, scores.abs() / bound, 0.0)
-    # A masked entry must still carry the mask (the dtype's minimum, plus a score).
-    unmasked_hidden = (~visible) & (scores > torch.finfo(scores.dtype).min / 2)
+    # A masked entry must still carry the mask (the model dtype's minimum, plus a score, or -inf).
+    unmasked_hidden = (~visible) & ~(scores <= precision.min / 2)
     return torch.where(unmasked_hidden.flatten(1).any(dim=1), torch.inf, _rowmax(use))
 
 
-def row_sum_use(pattern, n, u: float) -> torch.Tensor:
-    """pattern [b, h, q, k], n [q] or [b, h, q] visible keys per row -> [b]."""
-    return _rowmax((pattern.sum(dim=-1) - 1).abs() / (2 * (n + 2) * u))
+def row_sum_use(pattern, n, live, precision: Precision) -> torch.Tensor:
+    """pattern [b, h, q, k] -> [b]."""
+    tol = precision.u + 3 * (n + 2) * precision.u_a
+    return _rowmax(torch.where(live, (pattern.sum(dim=-1) - 1).abs() / tol, 0.0))
 
 
 def score_range(scores, visible):
@@ -142,44 +188,48 @@ def score_range(scores, visible):
     return hi, lo
 
 
-def softmax_interval_use(scores, pattern, visible, n, u: float) -> torch.Tensor:
+def softmax_interval_use(scores, pattern, visible, n, live, precision: Precision) -> torch.Tensor:
     """Derivation 4 in log space; masked weights must be exactly 0. -> [b]."""
     s_max, s_min = score_range(scores, visible)
-    log_n = n.log().unsqueeze(-1)  # [..., q, 1]
-    tol = 2 * (n.unsqueeze(-1) + 3) * u + 4 * u * torch.maximum(s_max.abs(), s_min.abs())
-    tiny = torch.finfo(pattern.dtype).tiny
-    log_p = pattern.clamp_min(tiny).log()
-    hi = scores - s_min - log_n + tol
-    lo = (scores - s_max - log_n - tol).clamp_min(math.log(tiny) - 1)  # below: underflow, only p >= 0 is required
-    use = torch.where(visible, (log_p - (hi + lo) / 2).abs() / ((hi - lo) / 2), 0.0)
-    leaked = ((~visible) & (pattern != 0)).flatten(1).any(dim=1)
+    n_, u, u_a = n.clamp_min(1).unsqueeze(-1), precision.u, precision.u_a  # [..., q, 1]
+    tol = 2 * u + 2 * (n_ + 3) * u_a + 4 * u_a * torch.maximum(s_max.abs(), s_min.abs())
+    log_p = pattern.clamp_min(precision.tiny).log()
+    hi = scores - s_min - n_.log() + tol
+    # Below the model dtype's smallest normal number a weight only has to be >= 0 (underflow).
+    lo = (scores - s_max - n_.log() - tol).clamp_min(math.log(precision.tiny) - 1)
+    use = torch.where(visible & live.unsqueeze(-1), (log_p - (hi + lo) / 2).abs() / ((hi - lo) / 2), 0.0)
+    leaked = ((~visible) & live.unsqueeze(-1) & (pattern != 0)).flatten(1).any(dim=1)
     negative = (pattern < 0).flatten(1).any(dim=1)
     return torch.where(leaked | negative, torch.inf, _rowmax(use))
 
 
-def lambert_gap_use(scores, pattern, visible, n, u: float) -> torch.Tensor:
+def lambert_gap_use(scores, pattern, visible, n, live, precision: Precision) -> torch.Tensor:
     """Derivation 5: expected score gap over W_0((n - 1)/e). -> [b]."""
     s_max, s_min = score_range(scores, visible)
     gap = torch.where(visible, pattern * (s_max - scores), 0.0).sum(dim=-1)  # [b, h, q]
-    bound = torch.as_tensor(lambert_gap_bound(n.cpu().numpy()), dtype=scores.dtype, device=scores.device)
-    bound = bound * (1 + 2 * (n + 4) * u) + 4 * u * torch.maximum(s_max.abs(), s_min.abs()).squeeze(-1)
-    return _rowmax(gap / (bound + torch.finfo(scores.dtype).tiny))
+    bound = torch.as_tensor(lambert_gap_bound(n.clamp_min(1).cpu().numpy()), dtype=scores.dtype, device=scores.device)
+    bound = bound * (1 + precision.u + 2 * (n + 4) * precision.u_a)
+    bound = bound + 4 * precision.u_a * torch.maximum(s_max.abs(), s_min.abs()).squeeze(-1)
+    return _rowmax(torch.where(live, gap / (bound + precision.tiny), 0.0))
 
 
 def value_range(v, visible, *, causal: bool):
-    """Per-channel (min, max) of the values each query may mix: v [b, h, k, d] -> [b, h, q, d] each."""
+    """Per-channel (min, max) of the values each query may mix, over a superset of its visible keys:
+    v [b, h, k, d] -> [b, h, q, d] each."""
     n_q, n_k = visible.shape[-2:]
-    if causal:  # query i sees keys 0 .. i + (n_k - n_q): running extrema
+    if causal:  # query i sees keys 0 .. i + (n_k - n_q) at most: running extrema
         lo, hi = v.cummin(dim=2).values, v.cummax(dim=2).values
         return lo[:, :, n_k - n_q:], hi[:, :, n_k - n_q:]
-    seen = visible.any(dim=-2).unsqueeze(-1)  # [..., k, 1]: any key some query sees: a superset of each row's set
+    seen = visible.any(dim=-2).unsqueeze(-1)  # [..., k, 1]: any key some query sees
     lo = torch.where(seen, v, torch.inf).amin(dim=2, keepdim=True).expand(-1, -1, n_q, -1)
     hi = torch.where(seen, v, -torch.inf).amax(dim=2, keepdim=True).expand(-1, -1, n_q, -1)
     return lo, hi
 
 
-def output_range_use(z, v, visible, n, u: float, *, causal: bool) -> torch.Tensor:
+def output_range_use(z, v, visible, n, live, precision: Precision, *, causal: bool) -> torch.Tensor:
     """Derivation 6: z [b, h, q, d], v [b, h, k, d] -> [b]."""
     lo, hi = value_range(v, visible, causal=causal)
-    tol = 2 * (n.unsqueeze(-1) + 2) * u * torch.maximum(lo.abs(), hi.abs()) + torch.finfo(z.dtype).tiny
-    return _rowmax((z - (hi + lo) / 2).abs() / ((hi - lo) / 2 + tol))
+    n_, u, u_a = n.unsqueeze(-1), precision.u, precision.u_a
+    tol = (3 * u + 5 * (n_ + 2) * u_a) * torch.maximum(lo.abs(), hi.abs()) + precision.tiny
+    use = (z - (hi + lo) / 2).abs() / ((hi - lo) / 2 + tol)
+    return _rowmax(torch.where(live.unsqueeze(-1), use, 0.0))

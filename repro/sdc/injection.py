@@ -8,11 +8,15 @@ quantised to 8-bit integers, where this cannot happen.)
 The seed's concepts as dataclasses: ``InjectionConfig(location, layer, bits, index, probability, seed)``
 says where and what to flip; ``FaultInjector(config).inject(tensor)`` flips it and appends an
 ``InjectionRecord`` (location, layer, call, index, bits, value before and after) to ``history``;
-``FaultInjector.replaying(history)`` repeats exactly those flips.
+``FaultInjector.replaying(history)`` repeats exactly those flips. A ``target`` (``repro.sdc.strata``) may
+choose the element and the bits from the clean tensor instead of a uniform draw, and ``describe`` note
+what it hit (its cell, the clean magnitude) in the record.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -53,6 +57,13 @@ def bit_class(bit: int, dtype: torch.dtype = torch.float32) -> str:
     return "sign" if bit == sign else "exponent" if bit in exponent else "mantissa"
 
 
+def bits_class(bits, dtype: torch.dtype = torch.float32) -> str:
+    """The class of a multi-bit fault, by all its bits: 'exponent', or 'exponent+mantissa', ... (in the
+    order sign, exponent, mantissa)."""
+    classes = {bit_class(b, dtype) for b in bits}
+    return "+".join(c for c in BIT_CLASSES if c in classes)
+
+
 def check_bit(bit: int, dtype: torch.dtype) -> int:
     width = n_bits(dtype)
     if not 0 <= bit < width:
@@ -84,8 +95,9 @@ def check_index(index: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ..
 @dataclass(frozen=True)
 class InjectionConfig:
     """One fault: flip ``bits`` at ``location`` of attention layer ``layer``, at ``index`` (in the hook
-    site's layout, see ``repro.hooks``) or, when None, at an index drawn from ``seed``; on each call with
-    probability ``probability``."""
+    site's layout, see ``repro.hooks``) or, when None, at an index drawn from ``seed`` (or chosen by the
+    injector's target, with the bits too when ``bits`` is empty); on each call with probability
+    ``probability``."""
 
     location: str
     layer: int
@@ -100,8 +112,6 @@ class InjectionConfig:
             raise ValueError(f"Unknown location {self.location!r}; valid locations: {', '.join(LOCATIONS)}.")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"Probability {self.probability} is outside [0, 1].")
-        if not self.bits:
-            raise ValueError("An injection needs at least one bit to flip.")
         if any(b < 0 for b in self.bits) or self.layer < 0:
             raise ValueError(f"Bits and layer must be non-negative (bits {self.bits}, layer {self.layer}).")
 
@@ -127,6 +137,13 @@ class InjectionRecord:
     bits: tuple[int, ...]
     before: float
     after: float
+    notes: dict = field(default_factory=dict)  # what ``describe`` said about the clean tensor
+
+
+# (clean tensor of one row, visible [1, 1, q, k] or None, rng) -> (index, bits)
+Target = Callable[[torch.Tensor, "torch.Tensor | None", random.Random], tuple[tuple[int, ...], tuple[int, ...]]]
+# (clean tensor, visible, index, bits) -> notes for the record
+Describe = Callable[[torch.Tensor, "torch.Tensor | None", tuple[int, ...], tuple[int, ...]], dict]
 
 
 @dataclass
@@ -135,17 +152,22 @@ class FaultInjector:
     history: list[InjectionRecord] = field(default_factory=list)
     _replay: dict[int, InjectionRecord] | None = None
     calls: int = 0
+    target: Target | None = None
+    describe: Describe | None = None
 
     def __post_init__(self):
-        self._rng = torch.Generator().manual_seed(self.config.seed)
+        self._rng = random.Random(self.config.seed)
+        if not self.config.bits and self.target is None and self._replay is None:
+            raise ValueError("An injection needs at least one bit to flip (or a target that chooses them).")
 
     @classmethod
     def replaying(cls, config: InjectionConfig, history: list[InjectionRecord]) -> FaultInjector:
         """An injector that repeats ``history`` exactly (same calls, indices and bits), drawing nothing."""
         return cls(config, _replay={r.call: r for r in history})
 
-    def inject(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The tensor with this call's fault (a copy), or the tensor itself when no fault fires."""
+    def inject(self, tensor: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+        """The tensor with this call's fault (a copy), or the tensor itself when no fault fires. ``visible``
+        (scores and weights): which keys each query may see, for a target that needs it."""
         call, self.calls = self.calls, self.calls + 1
         if not self.config.enabled:
             return tensor
@@ -154,22 +176,28 @@ class FaultInjector:
                 return tensor
             index, bits = self._replay[call].index, self._replay[call].bits
         else:
-            if self.config.probability < 1.0 and torch.rand((), generator=self._rng).item() >= self.config.probability:
+            if self.config.probability < 1.0 and self._rng.random() >= self.config.probability:
                 return tensor
-            index = self.config.index or self._random_index(tuple(tensor.shape))
-            bits = self.config.bits
+            if self.config.index is not None:
+                index, bits = self.config.index, self.config.bits
+            elif self.target is not None:
+                index, bits = self.target(tensor, visible, self._rng)
+            else:
+                index, bits = tuple(self._rng.randrange(n) for n in tensor.shape), self.config.bits
         flipped = flip_bits(tensor, index, bits)
+        notes = self.describe(tensor, visible, tuple(index), tuple(bits)) if self.describe else {}
         self.history.append(InjectionRecord(self.config.location, self.config.layer, call, tuple(index), tuple(bits),
-                                            float(tensor[index]), float(flipped[index])))
+                                            float(tensor[index]), float(flipped[index]), notes))
         return flipped
 
-    def _random_index(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        flat = int(torch.randint(int(torch.Size(shape).numel()), (), generator=self._rng))
-        return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape))
-
     def hook_fns(self) -> dict[str, hooks.HookFn]:
-        """``{hook name: fn}`` for ``repro.hooks.hooks``."""
-        return {self.config.hook_name: lambda act, _name: self.inject(act)}
+        """``{hook name: fn}`` for ``repro.hooks.hooks`` (scores and weights: the mask site too, which the
+        attention reaches first)."""
+        seen: dict[str, torch.Tensor] = {}
+        fns = {self.config.hook_name: lambda act, _name: self.inject(act, seen.get("visible"))}
+        if self.config.location in ("scores", "weights"):
+            fns[hooks.hook_name(hooks.ATTN_MASK, self.config.layer)] = lambda act, _n: seen.__setitem__("visible", act)
+        return fns
 
 
 def site_shape(adapter: ModelAdapter, location: str, n_pos: int) -> tuple[int, ...]:

@@ -1,4 +1,6 @@
-"""The result of claim 4 on one model: detection and harm counts, clean false positives, tightness."""
+"""The result of claim 4 on one model: harm, both detectors' recall with intervals (all, non-trivial,
+beyond the trivial checks, per stratum, re-weighted), which check caught what, false alarms, the
+DistilBERT companion, and the verdict."""
 
 from __future__ import annotations
 
@@ -6,122 +8,157 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.intervals import binomial_estimate
+from repro.sdc import recall as rc
+from repro.sdc.bidirectional import Companion
 from repro.sdc.bounds import kim_lipschitz_term, lambert_gap_bound
-from repro.sdc.detection import CHECKS
-from repro.sdc.injection import BIT_CLASSES, LOCATIONS
-from repro.sdc.verdict import PUBLISHED, RECALL_PARTIAL, RECALL_REPRODUCED, sdc_verdict
+from repro.sdc.detection import DETECTORS
+from repro.sdc.verdict import PUBLISHED, sdc_ruling
 from repro.snapshots import rounded
-from repro.verdicts import KeyNumber, Measurement
+from repro.verdicts import Estimate, KeyNumber, Measurement
+
+CLAIM_DETECTOR = "bounds"
 
 
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
-
-
-def counts(faults: list[dict]) -> dict:
-    return {
-        "n": len(faults),
-        "harmful": sum(f["harmful"] for f in faults),
-        "detected": sum(f["detected"] for f in faults),
-        "detected_harmful": sum(f["harmful"] and f["detected"] for f in faults),
-    }
+def _value(estimate: Estimate | None) -> float | None:
+    return None if estimate is None else estimate.value
 
 
 @dataclass
 class SDCResult:
     model: str
+    dtype: str
     faults: list[dict]  # one per configuration, as in the results log
-    clean_calls: int
-    clean_flagged: int
-    clean_checks_fired: dict[str, int]  # check -> clean calls it flagged
-    tightness: dict[str, list[float]]  # check -> the worst utilisation of each clean call
+    clean_calls: dict[str, int]  # detector -> clean attention calls (x batch elements) checked
+    clean_flagged: dict[str, int]  # detector -> of those, flagged
+    clean_checks_fired: dict[str, dict[str, int]]  # detector -> check -> clean calls it flagged
+    tightness: dict[str, dict[str, list[float]]]  # detector -> check -> worst utilisation of each clean call
     window_len: int
     sweep: str
+    companion: Companion | None = None
     figures: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     # ---- summaries ----
     @property
     def totals(self) -> dict:
-        return counts(self.faults)
+        f = self.faults
+        return {"n": len(f), "harmful": len(rc.harmful(f)), "nontrivial": len(rc.nontrivial(f)),
+                "beyond_trivial": len(rc.beyond_trivial(f)), "nonfinite": sum(x["nonfinite"] for x in f),
+                "top1_changed_any": sum(x["top1_changed"] > 0 for x in f),
+                **{f"detected_{d}": sum(x[d]["detected"] for x in f) for d in DETECTORS},
+                **{f"detected_harmful_{d}": sum(x[d]["detected"] for x in rc.harmful(f)) for d in DETECTORS}}
 
-    @property
-    def recall(self) -> float | None:
-        t = self.totals
-        return _ratio(t["detected_harmful"], t["harmful"])
+    def summary(self, detector: str) -> dict:
+        return rc.detector_summary(self.faults, detector)
 
-    @property
-    def precision(self) -> float | None:
-        t = self.totals
-        return _ratio(t["detected_harmful"], t["detected"])
+    def false_alarms(self, detector: str) -> Estimate:
+        return binomial_estimate(self.clean_flagged[detector], self.clean_calls[detector],
+                                 units="clean attention calls")
 
-    def by_location_class(self) -> dict[str, dict[str, dict]]:
-        return {loc: {cls: counts([f for f in self.faults if f["location"] == loc and f["bit_class"] == cls])
-                      for cls in BIT_CLASSES} for loc in LOCATIONS}
+    def escapes(self, detector: str = CLAIM_DETECTOR) -> list[dict]:
+        return [f for f in rc.harmful(self.faults) if not f[detector]["detected"]]
 
-    def escapes(self) -> list[dict]:
-        """Harmful faults no check flagged."""
-        return [f for f in self.faults if f["harmful"] and not f["detected"]]
+    def escape_summary(self, detector: str = CLAIM_DETECTOR) -> dict[str, int]:
+        return dict(sorted(Counter(f"{f['stratum']}/{f['location']}/{f['bit_class']}"
+                                   for f in self.escapes(detector)).items()))
 
-    def escape_summary(self) -> dict[str, int]:
-        return dict(sorted(Counter(f"{f['location']}/{f['bit_class']}" for f in self.escapes()).items()))
+    def ruling(self):
+        from repro.profiles import PROFILES
+        from repro.sdc.sweeps import template
 
-    def checks_fired(self) -> dict[str, int]:
-        return {check: sum(check in f["checks"] for f in self.faults) for check in CHECKS}
+        # Non-trivial harmful faults each profile would give, scaled by its sweep size (for "what would decide").
+        n_nt, n = len(rc.nontrivial(self.faults)), max(len(self.faults), 1)
+        sizes = {name: sum(c for _, c in (p.sdc.strata or template(p.sdc.sweep).strata)) for name, p in PROFILES.items()}
+        return sdc_ruling(self.summary(CLAIM_DETECTOR)["recall_nontrivial"], self.false_alarms(CLAIM_DETECTOR),
+                          units_by_profile={name: round(n_nt * size / n) for name, size in sizes.items()})
 
     def verdict(self):
-        return sdc_verdict(self.recall, self.clean_flagged)
+        return self.ruling().verdict
+
+    def companion_rows(self) -> list[dict]:
+        if self.companion is None:
+            return []
+        rows = []
+        for name, faults in ((self.model, self.faults), ("distilbert-random", self.companion.faults)):
+            for detector in DETECTORS:
+                s = rc.detector_summary(faults, detector)
+                calls = self.clean_calls if faults is self.faults else self.companion.clean_calls
+                flagged = self.clean_flagged if faults is self.faults else self.companion.clean_flagged
+                rows.append({"model": name, "detector": detector, "faults": len(faults),
+                             "harmful": len(rc.harmful(faults)), "recall": s["recall"],
+                             "recall, non-trivial": s["recall_nontrivial"],
+                             "recall beyond finite+envelopes": s["recall_beyond_trivial"],
+                             "clean calls flagged": f"{flagged[detector]} of {calls[detector]}"})
+        return rows
 
     # ---- records ----
     def measurement(self) -> Measurement:
-        t = self.totals
-        recall = self.recall
+        t, ruling = self.totals, self.ruling()
+        bounds, checksum = self.summary("bounds"), self.summary("checksum")
+        key = bounds["recall_nontrivial"]
         notes = [
-            f"{t['n']} faults ({self.sweep}, windows of {self.window_len} tokens): {t['harmful']} harmful, "
-            f"{t['detected']} detected, {t['detected_harmful']} harmful and detected; "
-            f"{self.clean_flagged} of {self.clean_calls} clean attention calls flagged.",
-            "Harmful = top-1 change at any position, mean loss up > 1%, or NaN/Inf logits.",
+            f"{t['n']} faults ({self.sweep}, {self.dtype}, windows of {self.window_len} tokens): {t['harmful']} harmful "
+            f"({t['nontrivial']} non-trivial, {t['beyond_trivial']} missed by the finite and envelope checks), "
+            f"{t['nonfinite']} with non-finite logits; {t['top1_changed_any']} changed some top-1 prediction at all.",
+            "Harmful = non-finite logits, a top-1 change where the clean prediction was confident (margin >= 0.1), "
+            "or KL(clean || faulty) > 0.1 nats at some position. Non-trivial = finite logits and a corrupted value "
+            "under 10x the clean magnitude at its site.",
+            "Recall beyond finite+envelopes: recall on the harmful faults that the finiteness check and the q/k/v "
+            "envelopes miss: what the bounds (Cauchy-Schwarz, row sums, softmax interval, Lambert W, output range) "
+            "or the checksums add.",
         ]
-        if t["harmful"]:
-            from scipy.stats import beta
-
-            k, n = t["detected_harmful"], t["harmful"]
-            low = float(beta.ppf(0.05, k, n - k + 1)) if k else 0.0
-            notes.append(f"Recall {k}/{n}: its one-sided 95% lower confidence bound (Clopper-Pearson) is {low:.1%}; "
-                         "few faults are harmful, so the rule's 99% is checked on a small sample.")
         if self.escapes():
-            notes.append(f"Harmful faults that escaped (location/bit class: count): {self.escape_summary()}. "
-                         "A flip that leaves every intermediate consistent with the others (a sign flip of a score, "
-                         "a value flip inside the weights' envelope, an output flip inside the values' range) "
+            notes.append(f"Harmful faults the bounds detector missed (stratum/location/bit class: count): "
+                         f"{self.escape_summary()}. A flip that leaves every intermediate consistent with the others "
+                         "(a score's sign, a value inside the weights' envelope, an output inside the values' range) "
                          "violates no bound: the bounds check consistency, not correctness.")
+        by_detector = {}
+        for name, s in (("bounds", bounds), ("checksum", checksum)):
+            by_detector.update({f"{name}: recall, harmful": s["recall"],
+                                f"{name}: recall, non-trivial harmful": s["recall_nontrivial"],
+                                f"{name}: recall beyond finite+envelopes": s["recall_beyond_trivial"],
+                                f"{name}: recall re-weighted to the uniform mix": s["recall_reweighted"],
+                                f"{name}: false alarms on clean calls": self.false_alarms(name)})
         return Measurement(
-            verdict=self.verdict(),
-            key_number=KeyNumber("recall on harmful faults", recall, "all targeted INF/NaN (ATTNChecker)"),
-            criteria={"recall": recall, "recall_reproduced": RECALL_REPRODUCED, "recall_partial": RECALL_PARTIAL,
-                      "clean_false_positives": self.clean_flagged, "clean_calls": self.clean_calls},
+            verdict=ruling.verdict,
+            key_number=KeyNumber("bounds detector's recall on non-trivial harmful faults", _value(key),
+                                 "all targeted INF/NaN (ATTNChecker)", interval=key.interval if key else None),
+            criteria={"recall_nontrivial": key, "false_alarm_rate": self.false_alarms(CLAIM_DETECTOR),
+                      "nontrivial_harmful_faults": t["nontrivial"], "clean_calls": self.clean_calls[CLAIM_DETECTOR]},
             numbers={
                 **{f"faults_{k}": v for k, v in t.items()},
-                "precision": self.precision,
-                "clean_fp_rate": _ratio(self.clean_flagged, self.clean_calls),
-                "checks_fired": self.checks_fired(),
-                "clean_checks_fired": self.clean_checks_fired,
-                "escapes": self.escape_summary(),
-                "by_location_class": self.by_location_class(),
+                **by_detector,
                 "lambert_gap_bound_at_window": float(lambert_gap_bound(self.window_len)),
                 "kim_lipschitz_term_at_window": float(kim_lipschitz_term(self.window_len)),
+                "recall by stratum (as drawn)": rc.by_stratum(self.faults),
+                "recall by cell (what was hit)": rc.by_stratum(self.faults, key="cell"),
+                "which check caught what (detected harmful faults)": [
+                    row for d in DETECTORS for row in rc.checks_caught(self.faults, d)],
+                "clean calls each check flagged": [{"detector": d, **fired} for d, fired in self.clean_checks_fired.items()],
+                "detection across models (DistilBERT: random init, bidirectional)": self.companion_rows(),
+                "bound gap of missed harmful faults (bounds detector)": rc.bound_gap(self.faults, "bounds"),
+                "escapes (bounds detector)": self.escape_summary(),
                 "seconds": self.seconds,
             },
             published=PUBLISHED,
             figures=list(self.figures),
             notes=notes,
+            ruling=ruling,
         )
 
     def snapshot(self) -> dict:
+        """Counts and rounded recalls: the same on every run (the float results are deterministic per dtype)."""
+        per_detector = {d: {k: rounded(_value(v)) for k, v in self.summary(d).items() if k != "recall_reweighted"}
+                        for d in DETECTORS}
+        # Counts that sit on no tolerance's edge: a benign fault's detection and a raw top-1 change of 1e-3
+        # logits can move with the thread count, so they stay in the record, not in the snapshot.
+        totals = {k: v for k, v in self.totals.items() if k not in ("top1_changed_any", *(f"detected_{d}" for d in DETECTORS))}
         return {
-            "faults": self.totals,
-            "by_location_class": self.by_location_class(),
+            "faults": totals,
+            "by_stratum": {row["stratum"]: [row["faults"], row["harmful"], row["nontrivial"]]
+                           for row in rc.by_stratum(self.faults)},
+            "recall": per_detector,
             "clean_calls": self.clean_calls,
-            "clean_false_positives": self.clean_flagged,
-            "recall": rounded(self.recall),
-            "precision": rounded(self.precision),
+            "clean_flagged": self.clean_flagged,
         }
