@@ -177,8 +177,9 @@ def prepare(args: argparse.Namespace) -> Profile:
 
 
 @contextmanager
-def _stop_signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise ``Stopped`` in the main thread for the run, so staging folders go as on Ctrl-C."""
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Stopped`` (a KeyboardInterrupt) in the main thread for the block, so every
+    ``finally``, staging folder and teardown runs as on Ctrl-C (nested use is fine)."""
     def handler(signum, frame):
         raise Stopped(signum)
 
@@ -209,7 +210,7 @@ def guarded(command: str, body: Callable[[], int], *, on_interrupt: str | Callab
             token = _RUN.set(run)
             run.callback(_RUN.reset, token)
             run.enter_context(outdir.running(command))
-            run.enter_context(_stop_signals_raise())
+            run.enter_context(stop_on_signals())
             return body()
     except (UserError, AssetError, InputError, OutFolderError) as err:
         print(f"python -m repro {command}: error: {err}", file=sys.stderr)

@@ -15,10 +15,10 @@ import sys
 import time
 from contextlib import nullcontext
 
+from repro.cli import stop_on_signals
 from repro.placement import engine, link
 from repro.placement.engine import Cluster, WorkerSpec
 from repro.placement.sites import SiteCgroups, can_pin
-from repro.placement.teardown import stop_on_signals
 
 PREFIX = "prb"
 

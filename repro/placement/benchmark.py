@@ -17,13 +17,13 @@ import time
 from dataclasses import replace
 
 from repro.assets import AssetError
+from repro.cli import stop_on_signals
 from repro.ioi.dataset import generate_pairs, tokenize_pairs
 from repro.models import load_model
 from repro.placement.engine import Cluster, WorkerSpec
 from repro.placement.link import LinkSpec, open_link
 from repro.placement.rounds import transfer_durations
 from repro.placement.stages import ModelPlugin, Pairs, Site, collect_stage, filter_stage
-from repro.placement.teardown import stop_on_signals
 from repro.profiles import Profile
 from repro.timing import time_calls
 

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from repro.cli import stop_on_signals
 from repro.placement.link import Link
 from repro.placement.placement import SITES
-from repro.placement.teardown import child_setup, owner_env, signals_held, stop_on_signals
+from repro.placement.teardown import child_setup, owner_env, signals_held
 
 START_TIMEOUT_S = 120  # a worker's start, import and model load on a busy 2-core machine
 CONNECT_TIMEOUT_S = 10.0  # default for an existing scheduler: a reachable one answers in milliseconds

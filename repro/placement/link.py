@@ -10,7 +10,7 @@ veth's own byte counters (``counters``) stand beside Dask's size estimates: they
 headers and TCP too.
 
 Everything is torn down on the way out (``with ShapedLink(...)``), on error, Ctrl-C, SIGTERM or SIGHUP
-included (the caller installs ``teardown.stop_on_signals`` before the link exists): the processes inside the
+included (the caller installs ``repro.cli.stop_on_signals`` before the link exists): the processes inside the
 namespaces first (by the caller), then the namespaces, which take the veth pair with them. ``leftovers``
 checks all three: names, links and any process still inside (``/proc/*/ns/net``). Where namespaces cannot
 be created (no privileges, no ``ip``), ``open_link`` falls back to loopback plus the analytic link model,

@@ -26,6 +26,7 @@ import numpy as np
 from dask.sizeof import sizeof
 from tqdm.auto import tqdm
 
+from repro.cli import stop_on_signals
 from repro.files import figure_path
 from repro.ioi.dataset import generate_pairs, tokenize_pairs
 from repro.placement import plots
@@ -40,7 +41,6 @@ from repro.placement.scenarios import seed_check
 from repro.placement.sites import SiteCgroups, Throttle, can_pin
 from repro.placement.stages import ModelPlugin, Pairs, Site
 from repro.placement.sweep import hybrid_limits, link_at, placement_map
-from repro.placement.teardown import stop_on_signals
 from repro.placement.verdict import gates, rule
 from repro.profiles import PROFILES, HybridSettings
 

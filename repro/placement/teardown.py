@@ -1,10 +1,10 @@
 """Teardown you can trust: signals turned into an orderly unwind, children that die with their parent, and a
 search for anything a run left behind.
 
-- ``stop_on_signals()`` is entered before anything is created (namespaces, cgroups, processes): SIGTERM and
-  SIGHUP then raise ``KeyboardInterrupt`` in the main thread like Ctrl-C, so every ``finally`` and ``__exit__``
-  on the way out runs. ``signals_held()`` defers those signals while a teardown runs, so a second one cannot
-  cut it short.
+- ``repro.cli.stop_on_signals()`` is entered before anything is created (namespaces, cgroups, processes):
+  SIGTERM and SIGHUP then raise ``repro.cli.Stopped`` (a KeyboardInterrupt) in the main thread like Ctrl-C, so
+  every ``finally`` and ``__exit__`` on the way out runs. ``signals_held()`` defers those signals while a
+  teardown runs, so a second one cannot cut it short.
 - ``child_setup(join, netns)`` is the ``preexec_fn`` of every process a run spawns: it asks the kernel to
   SIGKILL the child when its parent dies (``prctl(PR_SET_PDEATHSIG)``, kept across exec), moves it into its
   cgroups and its site's network namespace before it runs a line of its own, so whatever it starts inherits
@@ -28,24 +28,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, not in the child between fork and exec
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread for the block (nested use is fine)."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    try:
-        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
 
 
 @contextmanager

@@ -15,7 +15,6 @@ numbers) and the figures, written whole at the end.
 from __future__ import annotations
 
 import json
-import sys
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -131,6 +130,7 @@ def _configs(args, lm, settings, sweep, one):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logs: list[Path] = []  # the results log, once the command knows it (for the Ctrl-C message)
 
     def body() -> int:
         from repro.sdc.run import model_for, run_sdc
@@ -144,23 +144,20 @@ def main(argv: list[str] | None = None) -> int:
         if one and not 0 <= one.window < 10_000:
             raise UserError(f"--window {one.window} must be in 0..9999.")
         log = args.log or args.out.with_name(args.out.name + "-log")
+        logs.append(log)
         if log.exists() and not log.is_dir():
             raise UserError(f"--log {log} is a file; give a folder (new, empty, or an earlier results log).")
-        try:
-            with _cluster(args) as client:  # an unreachable scheduler fails here, before any model loads
-                lm = model_for(load_model(args.model, profile.device, profile.dtype), profile)
-                sweep, configs = _configs(args, lm, settings, sweep, one)
-                with staged_dir(args.out) as staging:
-                    result = run_sdc(lm, profile, staging, log_dir=log, sweep=sweep, configs=configs,
-                                     progress=not args.quiet, client=client, fresh_log=args.fresh_log)
-                    measurement = result.measurement()
-                    summary = {**measurement.numbers, "verdict": measurement.verdict.value}
-                    if one:
-                        summary["fault"] = result.faults[0]
-                    write_json_atomic(staging / "summary.json", summary)
-        except KeyboardInterrupt:
-            print(_interrupted(log), file=sys.stderr)
-            return 130
+        with _cluster(args) as client:  # an unreachable scheduler fails here, before any model loads
+            lm = model_for(load_model(args.model, profile.device, profile.dtype), profile)
+            sweep, configs = _configs(args, lm, settings, sweep, one)
+            with staged_dir(args.out) as staging:
+                result = run_sdc(lm, profile, staging, log_dir=log, sweep=sweep, configs=configs,
+                                 progress=not args.quiet, client=client, fresh_log=args.fresh_log)
+                measurement = result.measurement()
+                summary = {**measurement.numbers, "verdict": measurement.verdict.value}
+                if one:
+                    summary["fault"] = result.faults[0]
+                write_json_atomic(staging / "summary.json", summary)
         t = result.totals
         print(json.dumps(summary["fault"] if one else {
             "verdict": measurement.verdict.value, "faults": t["n"], "harmful": t["harmful"],
@@ -169,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}/summary.json and {len(result.figures)} figures; results log: {log}")
         return 0
 
-    return guarded("sdc", body)
+    return guarded("sdc", body, on_interrupt=lambda: _kept(logs[0]) if logs else "")
 
 
-def _interrupted(log: Path) -> str:
+def _kept(log: Path) -> str:
     kept = len([p for p in log.glob("*.json") if p.name != SETTINGS_FILE]) if log.is_dir() else 0
-    return (f"python -m repro sdc: interrupted; the {kept} finished faults are kept in the results log {log}; "
-            "rerun the same command to resume (--out was left as it was).")
+    return (f"the {kept} finished faults are kept in the results log {log}; rerun the same command to resume "
+            "(--out was left as it was)")
