@@ -251,8 +251,9 @@ class RaggedPrefixKV:
         return cls(recorded.keys, recorded.values, lengths)
 
     def select(self, rows: torch.Tensor) -> RaggedPrefixKV:
-        return RaggedPrefixKV({la: k[rows] for la, k in self.keys.items()}, {la: v[rows] for la, v in self.values.items()},
-                              self.lengths[rows])
+        at = {la: rows.to(k.device) for la, k in self.keys.items()}
+        return RaggedPrefixKV({la: k[at[la]] for la, k in self.keys.items()},
+                              {la: v[at[la]] for la, v in self.values.items()}, self.lengths[rows.to(self.lengths.device)])
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         keys = torch.cat([self.keys[layer_idx].to(key_states.dtype), key_states], dim=-2)

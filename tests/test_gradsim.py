@@ -401,7 +401,7 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
         "is not valid JSON": ["--hotpot_data", str(malformed), *out],
         "answer not in supporting facts": ["--hotpot_data", str(no_answer), *out],
         "numbers.json entry 0 (toy1): field 'context' item 0 sentence 0 must be a string": ["--hotpot_data", str(numbers), *out],
-        "--max_samples 1000: " + str(good) + " holds 1 records; give at most 1.": [
+        "--max_samples 1000: " + str(good) + " holds 1 record; give at most 1.": [
             "--hotpot_data", str(good), "--max_samples", "1000", *out],
         "supported families: GPT-2": ["--hotpot_data", str(good), "--model_path", str(bert), *out],
         "exceeds the": ["--hotpot_data", str(good), "--max_experiments", "1000", *out],

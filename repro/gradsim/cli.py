@@ -67,8 +67,8 @@ def _checked(args) -> tuple:
         examples = hotpotqa()
     where = args.hotpot_data or "the HotpotQA data"
     if args.max_samples is not None and args.max_samples > len(examples):
-        raise UserError(f"--max_samples {args.max_samples}: {where} holds {len(examples)} records; give at most "
-                        f"{len(examples)}.")
+        n = len(examples)
+        raise UserError(f"--max_samples {args.max_samples}: {where} holds {n} record{'s' * (n != 1)}; give at most {n}.")
     hot = hotpot_pieces(examples, settings.hotpot_examples)
     if not hot.pieces:
         raise UserError(f"{where} gives no knowledge pieces from its first "

@@ -82,19 +82,20 @@ def piece_gradients(adapter: ModelAdapter, batch: PieceBatch, layers: list[int],
 
         fns = {hooks.mlp_post(layer): keep_input for layer in layers} | {hooks.mlp_out(layer): keep_output for layer in layers}
         with torch.no_grad():
-            hidden = adapter.run_blocks(adapter.embed(part.ids), 0, first)
+            hidden = adapter.run_blocks(adapter.embed(part.ids.to(adapter.device)), 0, first)
         with torch.enable_grad(), hooks.hooks(adapter, fns):
             final = adapter.run_blocks(hidden.requires_grad_(True), first)  # a leaf: the outputs above need grad
             lp, match = answer_scores(adapter, part, final)
             # Pieces are independent rows, so the gradient of the sum holds each piece's own gradient.
             grads = torch.autograd.grad(lp.sum(), [stored[hooks.mlp_out(layer)] for layer in layers])
-        logprob[index], greedy[index] = lp.detach().double(), match
+        logprob[index], greedy[index] = lp.detach().double().cpu(), match.cpu()
         last = torch.stack([p[-1] - 1 for p in part.answer_pos])  # [n] last position predicting an answer token
         mask = torch.arange(part.ids.shape[1])[None] <= last[:, None]  # [n, pos]
         rows.append(torch.tensor(index)[:, None].expand_as(mask)[mask])
-        for layer, grad in zip(layers, grads):
-            gs[layer].append(grad[mask])
-            ks[layer].append(stored[hooks.mlp_post(layer)][mask])
+        on_device = mask.to(adapter.device)
+        for layer, grad in zip(layers, grads):  # kept on the CPU: the Gram and the predictions are float64 there
+            gs[layer].append(grad[on_device].cpu())
+            ks[layer].append(stored[hooks.mlp_post(layer)][on_device].cpu())
     return PieceGradients(logprob, greedy, torch.cat(rows), {la: torch.cat(v) for la, v in gs.items()},
                           {la: torch.cat(v) for la, v in ks.items()}, batch.n)
 
@@ -123,11 +124,11 @@ def piece_gradient(adapter: ModelAdapter, batch: PieceBatch, row: int, layer: in
     weight.requires_grad_(True)
     try:
         with torch.enable_grad():
-            logprob, _ = answer_scores(adapter, one, adapter.run_blocks(adapter.embed(one.ids)))
+            logprob, _ = answer_scores(adapter, one, adapter.run_blocks(adapter.embed(one.ids.to(adapter.device))))
             (grad,) = torch.autograd.grad(logprob.sum(), weight)
     finally:
         weight.requires_grad_(False)
-    return adapter.as_down_proj_matrix(layer, grad)  # storage layout -> [d_out, d_in]
+    return adapter.as_down_proj_matrix(layer, grad).cpu()  # storage layout -> [d_out, d_in]
 
 
 def gradsim_matrix_loop(adapter: ModelAdapter, batch: PieceBatch, layer: int) -> np.ndarray:

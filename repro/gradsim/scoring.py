@@ -79,15 +79,16 @@ def tokenize(tokenizer, pairs: list[tuple[str, str]]) -> PieceBatch:
 
 
 def answer_scores(adapter: ModelAdapter, batch: PieceBatch, final_hidden: torch.Tensor):
-    """(log P(a|q) [n], greedy exact match [n]) from the last block's output [n, pos, d_model]."""
-    rows = torch.cat([torch.full_like(p, r) for r, p in enumerate(batch.answer_pos)])
-    pos = torch.cat(batch.answer_pos)
+    """(log P(a|q) [n], greedy exact match [n]) from the last block's output [n, pos, d_model], on its device."""
+    device = final_hidden.device
+    rows = torch.cat([torch.full_like(p, r) for r, p in enumerate(batch.answer_pos)]).to(device)
+    pos = torch.cat(batch.answer_pos).to(device)
     logp = adapter.logits(final_hidden[rows, pos - 1]).log_softmax(-1)  # [n_answer_tokens, vocab]
-    target = torch.cat(batch.answer_ids)
+    target = torch.cat(batch.answer_ids).to(device)
     token_logp = logp.gather(-1, target[:, None])[:, 0]
     hit = logp.argmax(-1) == target
-    logprob = torch.zeros(batch.n, dtype=logp.dtype).index_add_(0, rows, token_logp)
-    misses = torch.zeros(batch.n, dtype=torch.long).index_add_(0, rows, (~hit).long())
+    logprob = torch.zeros(batch.n, dtype=logp.dtype, device=device).index_add_(0, rows, token_logp)
+    misses = torch.zeros(batch.n, dtype=torch.long, device=device).index_add_(0, rows, (~hit).long())
     return logprob, misses == 0
 
 
@@ -101,18 +102,18 @@ class Scorer:
         self.hidden = []  # per chunk: [rows, pos, d_model] entering block ``start``
         with torch.no_grad():
             for _, part in self.parts:
-                hidden = adapter.embed(part.ids)
+                hidden = adapter.embed(part.ids.to(adapter.device))
                 self.hidden.append(adapter.run_blocks(hidden, 0, start) if start else hidden)
 
     @torch.no_grad()
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log P(a|q) [n] float64, exact match [n]) with the model's current weights, in the batch's order."""
+        """(log P(a|q) [n] float64, exact match [n]) with the model's current weights, in the batch's order (CPU)."""
         logprob = torch.zeros(self.batch.n, dtype=torch.float64)
         match = torch.zeros(self.batch.n, dtype=torch.bool)
         for (index, part), hidden in zip(self.parts, self.hidden):
             final = self.adapter.run_blocks(hidden, self.start)
             lp, m = answer_scores(self.adapter, part, final)
-            logprob[index], match[index] = lp.double(), m
+            logprob[index], match[index] = lp.double().cpu(), m.cpu()
         return logprob, match
 
 

@@ -34,7 +34,7 @@ class SubjectRows:
         width = max(map(len, self.rows))
         ids = torch.tensor([r + r[-1:] * (width - len(r)) for r in self.rows])  # [K * n_contexts, pos]
         with torch.no_grad():
-            self.hidden = adapter.run_blocks(adapter.embed(ids), 0, start)
+            self.hidden = adapter.run_blocks(adapter.embed(ids.to(adapter.device)), 0, start)
 
     @torch.no_grad()
     def states(self, sites: list[str], factors: list[Factors]) -> dict[str, torch.Tensor]:
@@ -46,7 +46,7 @@ class SubjectRows:
 
         fns = {}
         for layer in sorted({la for f in factors for la in f}):
-            u, v = (_per_row(factors, layer, i, self.n_contexts) for i in (0, 1))  # [R, d_out, r], [R, d_in, r]
+            u, v = (_per_row(factors, layer, i, self.n_contexts).to(self.hidden.device) for i in (0, 1))  # [R, d, r]
             post = hooks.mlp_post(layer)
 
             def add_edit(act, name, u=u, v=v, post=post):
@@ -67,8 +67,8 @@ class SubjectRows:
         stop = max(hooks.parse_hook_name(s)[1] for s in sites) + 1
         with hooks.hooks(self.adapter, fns):
             self.adapter.run_blocks(self.hidden, self.start, stop)
-        at = torch.arange(len(self.rows))
-        return {s: stored["cache:" + s][at, self.lookup].view(-1, self.n_contexts, stored["cache:" + s].shape[-1])
+        at = torch.arange(len(self.rows), device=self.hidden.device)
+        return {s: stored["cache:" + s][at, self.lookup.to(at.device)].view(-1, self.n_contexts, stored["cache:" + s].shape[-1])
                 for s in sites}
 
     def keys_and_outputs(self, layer: int, z_layer: int, factors: list[Factors]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +79,7 @@ class SubjectRows:
         for kind in self.contexts:
             means.append(states[post][:, start : start + len(kind)].mean(1))
             start += len(kind)
-        return torch.stack(means).mean(0), states[resid][:, 0]
+        return torch.stack(means).mean(0).cpu(), states[resid][:, 0].cpu()
 
 
 def _per_row(factors: list[Factors], layer: int, which: int, repeat: int) -> torch.Tensor:

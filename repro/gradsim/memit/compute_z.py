@@ -120,14 +120,19 @@ def _groups(lengths: torch.Tensor, slack: float = 1.25) -> list[torch.Tensor]:
 def compute_zs(adapter: ModelAdapter, tokenizer, requests: list[EditRequest], hp: MemitHyperParams,
                contexts: list[list[str]]) -> list[TargetVector]:
     """The target vector of every request, optimised together (each as it would be alone)."""
-    rows = _rows(tokenizer, requests, contexts)
+    rows = _rows(tokenizer, requests, contexts)  # index book-keeping stays on the CPU; ``dev`` moves what meets the model
     n_edits, n_rows, layer = len(requests), len(rows.ids), hp.z_layer
+    device = adapter.device
+
+    def dev(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device)
+
     lengths = torch.tensor([len(r) for r in rows.ids])
     width = int(lengths.max())
     ids = torch.tensor([r + r[-1:] * (width - len(r)) for r in rows.ids])  # right padding never reaches real positions
     with torch.no_grad():
-        hidden = adapter.run_blocks(adapter.embed(ids), 0, layer + 1)  # [R, pos, d_model]
-        h = hidden[rows.bare, rows.lookup[rows.bare]]  # [K, d_model]
+        hidden = adapter.run_blocks(adapter.embed(dev(ids)), 0, layer + 1)  # [R, pos, d_model]
+        h = hidden[dev(rows.bare), dev(rows.lookup[rows.bare])]  # [K, d_model]
         recorder = KVRecorder()  # the blocks above, on the positions before each subject token
         prefix_width = max(int(rows.lookup.max()), 1)
         before = hidden[:, :prefix_width]
@@ -135,7 +140,7 @@ def compute_zs(adapter: ModelAdapter, tokenizer, requests: list[EditRequest], hp
         prefix = RaggedPrefixKV.from_recorder(recorder, rows.lookup)
         n_suffix = lengths - rows.lookup  # [R] positions from the subject's last token on
         gather = (rows.lookup[:, None] + torch.arange(int(n_suffix.max()))[None]).clamp(max=width - 1)
-        suffix = hidden[torch.arange(n_rows)[:, None], gather]  # [R, S, d_model]
+        suffix = hidden[dev(torch.arange(n_rows)[:, None]), dev(gather)]  # [R, S, d_model]
     read_pos = rows.read_pos - rows.lookup[rows.read_row]  # in suffix coordinates
     kl_of_row = torch.full((n_rows,), -1, dtype=torch.long)
     kl_of_row[rows.kl_row] = torch.arange(n_edits)
@@ -149,7 +154,7 @@ def compute_zs(adapter: ModelAdapter, tokenizer, requests: list[EditRequest], hp
                 continue
             within = torch.full((n_rows,), -1, dtype=torch.long)
             within[group] = torch.arange(len(group))
-            part = suffix[group, : int(n_suffix[group].max())]
+            part = suffix[dev(group), : int(n_suffix[group].max())]
             reads = torch.nonzero(within[rows.read_row] >= 0)[:, 0]
             kls = group[kl_of_row[group] >= 0]
             out.append((group, part, adapter.ragged_suffix_kwargs(part, prefix.select(group)), reads,
@@ -159,7 +164,7 @@ def compute_zs(adapter: ModelAdapter, tokenizer, requests: list[EditRequest], hp
     delta = torch.zeros_like(h, requires_grad=True)  # [K, d_model]
     opt = torch.optim.Adam([delta], lr=hp.v_lr)
     max_norm = hp.clamp_norm_factor * h.norm(dim=1)  # [K]
-    kl_init = torch.zeros(n_edits, adapter.d_vocab, dtype=hidden.dtype)
+    kl_init = torch.zeros(n_edits, adapter.d_vocab, dtype=hidden.dtype, device=device)
     losses: list[list[float]] = [[] for _ in requests]
     nll_before = torch.zeros(n_edits, dtype=torch.float64)
     done: dict[int, tuple[torch.Tensor, float, int]] = {}  # edit -> (delta, nll, steps)
@@ -167,34 +172,35 @@ def compute_zs(adapter: ModelAdapter, tokenizer, requests: list[EditRequest], hp
     groups = plan(active)
     for step in range(hp.v_num_grad_steps):
         with torch.enable_grad():
-            nll = torch.zeros(n_edits, dtype=hidden.dtype)
-            kl = torch.zeros(n_edits, dtype=hidden.dtype)
+            nll = torch.zeros(n_edits, dtype=hidden.dtype, device=device)
+            kl = torch.zeros(n_edits, dtype=hidden.dtype, device=device)
             for group, part, kwargs, reads, read_at, kl_at, kl_edit in groups:
                 injected = part.clone()
-                injected[:, 0] = injected[:, 0] + delta[rows.edit[group]]  # the subject's last token
+                injected[:, 0] = injected[:, 0] + delta[dev(rows.edit[group])]  # the subject's last token
                 final = adapter.run_blocks(injected, layer + 1, None, kwargs)
                 if len(reads):
-                    logp = adapter.logits(final[read_at, read_pos[reads]]).log_softmax(-1)
-                    token_nll = -logp.gather(-1, rows.read_target[reads, None])[:, 0]
-                    nll = nll.index_add(0, rows.edit[rows.read_row[reads]], token_nll * rows.read_weight[reads].to(token_nll.dtype))
+                    logp = adapter.logits(final[dev(read_at), dev(read_pos[reads])]).log_softmax(-1)
+                    token_nll = -logp.gather(-1, dev(rows.read_target[reads, None]))[:, 0]
+                    weight = dev(rows.read_weight[reads]).to(token_nll.dtype)
+                    nll = nll.index_add(0, dev(rows.edit[rows.read_row[reads]]), token_nll * weight)
                 if len(kl_at):
-                    kl_logp = adapter.logits(final[kl_at, 0]).log_softmax(-1)  # [k, vocab]
+                    kl_logp = adapter.logits(final[dev(kl_at), 0]).log_softmax(-1)  # [k, vocab]
                     if step == 0:
-                        kl_init[kl_edit] = kl_logp.detach()
-                    kl = kl.index_add(0, kl_edit, (kl_logp.exp() * (kl_logp - kl_init[kl_edit])).sum(-1))  # KL(now || before)
+                        kl_init[dev(kl_edit)] = kl_logp.detach()
+                    kl = kl.index_add(0, dev(kl_edit), (kl_logp.exp() * (kl_logp - kl_init[dev(kl_edit)])).sum(-1))  # KL(now || before)
             if step == 0:
-                nll_before = nll.detach().double()
-            loss = (nll[active] + hp.kl_factor * kl[active]
-                    + hp.v_weight_decay * delta[active].norm(dim=1) / h[active].norm(dim=1) ** 2)  # [K']
-        stop = (loss.detach() < hp.early_stop_loss) | (step == hp.v_num_grad_steps - 1)
-        for e, value, nll_e, stops in zip(active.tolist(), loss.detach().tolist(), nll[active].detach().tolist(), stop.tolist()):
+                nll_before = nll.detach().double().cpu()
+            on = dev(active)
+            loss = (nll[on] + hp.kl_factor * kl[on] + hp.v_weight_decay * delta[on].norm(dim=1) / h[on].norm(dim=1) ** 2)  # [K']
+        stop = ((loss.detach() < hp.early_stop_loss) | (step == hp.v_num_grad_steps - 1)).cpu()
+        for e, value, nll_e, stops in zip(active.tolist(), loss.detach().tolist(), nll[on].detach().tolist(), stop.tolist()):
             losses[e].append(value)
             if stops:
                 done[e] = (delta[e].detach().clone(), nll_e, step + 1)
         if bool(stop.all()):
             break
         opt.zero_grad()
-        loss[~stop].sum().backward()
+        loss[dev(~stop)].sum().backward()
         frozen = delta.detach().clone()
         opt.step()
         if bool(stop.any()):
@@ -203,12 +209,13 @@ def compute_zs(adapter: ModelAdapter, tokenizer, requests: list[EditRequest], hp
         with torch.no_grad():
             keep = torch.ones(n_edits, dtype=torch.bool)
             keep[active] = False
+            keep, on = dev(keep), dev(active)
             delta[keep] = frozen[keep]  # stopped edits do not move (Adam's momentum would move them)
-            norms = delta[active].norm(dim=1)
-            scale = torch.where(norms > max_norm[active], max_norm[active] / norms, torch.ones_like(norms))
-            delta[active] = delta[active] * scale[:, None]
+            norms = delta[on].norm(dim=1)
+            scale = torch.where(norms > max_norm[on], max_norm[on] / norms, torch.ones_like(norms))
+            delta[on] = delta[on] * scale[:, None]
     return [
-        TargetVector(z=(h[e] + done[e][0]).detach(), h_norm=float(h[e].norm()), delta_norm=float(done[e][0].norm()),
+        TargetVector(z=(h[e] + done[e][0]).detach().cpu(), h_norm=float(h[e].norm()), delta_norm=float(done[e][0].norm()),
                      steps=done[e][2], nll_before=float(nll_before[e]), nll_after=float(done[e][1]),
                      losses=tuple(losses[e]))
         for e in range(n_edits)

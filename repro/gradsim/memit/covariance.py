@@ -143,11 +143,12 @@ def accumulate_moments(lm, layers: list[int], n_tokens: int, dtype: str = "float
         step = max(1, BATCH_TOKENS // ids.shape[1])
         for lo in range(0, len(ids), step):
             rows, n = ids[lo : lo + step], lengths[lo : lo + step]
-            adapter.run_blocks(adapter.embed(rows[:, : int(n.max())]), 0, max(layers) + 1)  # later blocks are not needed
+            rows = rows[:, : int(n.max())].to(adapter.device)
+            adapter.run_blocks(adapter.embed(rows), 0, max(layers) + 1)  # later blocks are not needed
             real = torch.arange(int(n.max()))[None] < n[:, None]  # [rows, pos]: drop the padding
             for layer in layers:
-                keys = cache[hooks.mlp_post(layer)][real].to(precision)  # [tokens, d_in]
-                sums[layer] += (keys.T @ keys).double()
+                keys = cache[hooks.mlp_post(layer)][real.to(adapter.device)].to(precision)  # [tokens, d_in]
+                sums[layer] += (keys.T @ keys).double().cpu()
             counted += int(real.sum())
             bar.update(int(real.sum()))
     bar.close()

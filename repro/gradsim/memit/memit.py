@@ -80,7 +80,8 @@ def applied(adapter: ModelAdapter, deltas: Mapping[int, torch.Tensor]) -> Iterat
     originals = {layer: adapter.down_proj_weight(layer).detach().clone() for layer in deltas}
     try:
         for layer, delta in deltas.items():
-            adapter.set_down_proj_weight(layer, originals[layer] + delta.to(originals[layer].dtype))
+            original = originals[layer]
+            adapter.set_down_proj_weight(layer, original + delta.to(device=original.device, dtype=original.dtype))
         yield
     finally:
         for layer, original in originals.items():
@@ -100,7 +101,7 @@ def memit_edits(adapter: ModelAdapter, tokenizer, requests: list[EditRequest], h
     keys_s = solve_s = 0.0
     for i, layer in enumerate(hp.layers):
         start = time.perf_counter()
-        keys, now = rows.keys_and_outputs(layer, hp.z_layer, factors)  # [K, d_in], [K, d_model]
+        keys, now = rows.keys_and_outputs(layer, hp.z_layer, factors)  # [K, d_in], [K, d_model], on the CPU
         keys_s += time.perf_counter() - start
         start = time.perf_counter()
         for e, target in enumerate(targets):
