@@ -2,8 +2,13 @@
 
 - GradSim for N = 100 known-fact candidates: the plain per-piece loop (N backward passes, N full gradients
   of the down-projection, then their cosines) vs the batched pass over length-sorted chunks, whose forward
-  also gives the knowledge check (log P and greedy match); equal results (max |difference|, float64
-  accumulation), speed ratio (goal >= 2.5x on cpu, >= 10x on a GPU), growth of resident memory.
+  also gives the knowledge check (log P and greedy match); speed ratio (goal >= 2.5x on cpu, >= 10x on a
+  GPU), growth of resident memory, and equal results (max |difference| <= 1e-5). The Gram is accumulated in
+  float64 either way; in the profile's float32 the two paths still differ by a few 1e-5, because a matrix
+  product rounds differently for a batch of one row than for a batch of many (chunks of one row give
+  ~1e-8): that is float32's noise floor for this quantity, not a difference of method. So equality is
+  judged on a float64 copy of the model for a subset (``N_EXACT`` pieces), and the float32 difference is
+  shown beside it.
 - Covariance of the down-projection inputs, built cold into an empty cache folder (goal <= 60 s on cpu).
 - MEMIT edits: one batch of the profile's ``edit_batch`` edits (batched z optimisation, batched keys,
   cached solve), seconds per edit amortised over the batch (goal <= 7 s on cpu), split into target /
@@ -32,6 +37,7 @@ from repro.profiles import Profile
 
 MODEL = "smollm2-135m"
 N_PIECES = 100
+N_EXACT = 20  # pieces compared in float64
 
 
 def _timed(fn):
@@ -53,13 +59,21 @@ def run_benchmark(profile: Profile) -> list[dict]:
     rows = []
     loop_s, loop_mb, slow = _timed(lambda: gradsim_matrix_loop(adapter, batch, layer))
     fast_s, fast_mb, fast = _timed(lambda: piece_gradients(adapter, batch, [layer]).gradsim(layer))
-    diff = float(np.abs(fast - slow).max())
-    goal = ">= 10x, |diff| <= 1e-5" if profile.device == "cuda" else ">= 2.5x, |diff| <= 1e-5"
+    diff32 = float(np.abs(fast - slow).max())
+    exact = tokenize(tok, [(p.prompt, p.answer) for p in pieces[:: len(pieces) // N_EXACT]])
+    lm.model.double()
+    try:
+        diff = float(np.abs(piece_gradients(adapter, exact, [layer]).gradsim(layer)
+                            - gradsim_matrix_loop(adapter, exact, layer)).max())
+    finally:
+        lm.model.float()
+    speed_goal = 10 if profile.device == "cuda" else 2.5
     for name, s, mb in (("GradSim per-piece loop", loop_s, loop_mb),
                         ("GradSim batched, length-sorted, with the knowledge check", fast_s, fast_mb)):
         rows.append({"benchmark": name, "N": len(pieces), "seconds": round(s, 2), "peak_mem_mb": round(mb, 1),
-                     "speedup_vs_loop": round(loop_s / s, 1), "max_abs_diff": diff, "goal": goal,
-                     "met": loop_s / fast_s >= (10 if profile.device == "cuda" else 2.5) and diff <= 1e-5})
+                     "speedup_vs_loop": round(loop_s / s, 1), "max_abs_diff": diff, "max_abs_diff_float32": diff32,
+                     "goal": f">= {speed_goal}x, |diff| <= 1e-5 (float64)",
+                     "met": loop_s / fast_s >= speed_goal and diff <= 1e-5})
     previous = os.environ.get("REPRO_CACHE_DIR")
     with tempfile.TemporaryDirectory() as empty:
         os.environ["REPRO_CACHE_DIR"] = empty  # a cold cache: the build itself is timed
