@@ -19,7 +19,15 @@ from pathlib import Path
 
 from repro import lock
 from repro.files import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
-from repro.verdicts import Claim, KeyNumber, Measurement, Verdict, interval_from_dict, ruling_from_dict, with_estimates
+from repro.verdicts import (
+    Claim,
+    KeyNumber,
+    Measurement,
+    Verdict,
+    interval_from_dict,
+    ruling_from_dict,
+    with_estimates,
+)
 
 REPORTS_ENV = "REPRO_REPORTS_DIR"
 PACKAGES = ("torch", "transformers", "numpy", "scipy", "pandas", "matplotlib", "syrupy", "gguf", "safetensors")

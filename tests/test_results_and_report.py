@@ -5,7 +5,18 @@ import pytest
 from repro import files, results
 from repro.report import build_report, write_report
 from repro.results import ClaimRecord, load_records, not_run, write_json_atomic, write_record
-from repro.verdicts import Claim, Estimate, Gate, Interval, KeyNumber, Measurement, Part, Region, Verdict, judge
+from repro.verdicts import (
+    Claim,
+    Estimate,
+    Gate,
+    Interval,
+    KeyNumber,
+    Measurement,
+    Part,
+    Region,
+    Verdict,
+    judge,
+)
 
 CLAIM = Claim("demo", 9, "Demo claim", "Original words.", "English words.", "Seed 009", "A method.", "A rule.")
 
