@@ -19,21 +19,31 @@ Source:
     (kmeng01/memit: compute_z.py, compute_ks.py, memit_main.py, rome/layer_stats.py).
 
 Method:
-    Cloze pieces from HotpotQA bridge questions (the supporting sentence cut before the answer; the other
-    paragraph's sentence cut before the bridge entity) and from a fixture of 2-hop chains of common facts
-    kept only where the model knows them (greedy answer, or P >= 5%). GradSim at the middle edited layer's
-    down-projection, batched from layer inputs and output gradients. MEMIT edits (layers at relative depth
-    0.2-0.37, z by Adam with KL and norm clamp, covariance of down-projection inputs over WikiText-2,
-    closed-form float64 update layer by layer) to a counterfactual answer of the same kind, weights
-    restored exactly after each; edits that do not take are flagged and excluded. Ripple = |Delta log
-    P(a_j|q_j)| of every other piece. Spearman rho pooled over valid edits, p from permuting ripple within
-    each edit, 95% CI by cluster bootstrap over edits, partial correlation controlling for shared subject
-    and template.
+    Pieces: cloze facts of a fixture, typed by answer kind, with subjects under several relations and
+    relations over many subjects (France: capital, language, continent, currency); each must pass a
+    knowledge check (greedy answer or P >= 5%), as must the HotpotQA bridge pieces, which stay descriptive
+    (few pass for a small model and their answers have no type for a same-kind counterfactual). One
+    batched pass gives the check, GradSim at the middle edited layer's down-projection and the gradient
+    factors at every edited layer. MEMIT (layers at relative depth 0.2-0.37; z by Adam with KL and norm
+    clamp, batched over edits, each as it would be alone; covariance of down-projection inputs from
+    windows of many sampled WikiText-2 articles; lambda = MEMIT's GPT-J lambda / d_mlp times the model's
+    d_mlp, fixed before measuring) rewrites each edited fact to an answer of the same kind; weights are
+    restored exactly after each edit. An edit is valid when P(new) > P(old) after it. Ripple: |Delta log
+    P(a_j|q_j)| of every other known fact j; pairs whose j answers with the edit's new target are left
+    out and counted. Ripple here is a change of belief on every fact, not Qin et al.'s accuracy on
+    questions logically entailed by the edit.
 
 Reproduced when:
-    REPRODUCED when Spearman rho > 0 with within-edit permutation p < 0.05 over the pooled valid edits and
-    at least half of the attempted edits are valid; PARTIAL when rho > 0 but not significant, or when fewer
-    than half of the attempted edits are valid; NOT_REPRODUCED otherwise (rho <= 0 or no valid edit).
+    Statistic: the mean over valid edits of the per-edit Spearman rho between GradSim(i, j) and |Delta log
+    P(a_j|q_j)| over the known facts j. Units: edits (n) crossed with pieces; 95% interval from a two-way
+    (edits x pieces) percentile bootstrap; p from permuting piece labels jointly across edits (reported).
+    REPRODUCED when the interval's lower bound is above 0 and rho >= 0.3; NOT_REPRODUCED when the upper
+    bound is at or below 0.3; INCONCLUSIVE otherwise. With repro.verdicts: two parts on the same estimate,
+    "rho > 0" (Region(low=0)) and "rho > 0.3" (Region(low=0.3)), combined as: NOT_REPRODUCED when "rho >
+    0.3" is NOT_REPRODUCED (upper bound <= 0.3); else REPRODUCED when "rho > 0" is REPRODUCED and the point
+    estimate is >= 0.3; else INCONCLUSIVE. Gates (a failed gate makes it INCONCLUSIVE): the positive
+    control, the first-order prediction sum_layers <grad_W log P(a_j|q_j), Delta W_i>, predicts |Delta log
+    P_j| with mean per-edit Spearman >= 0.5; at least 80% of the attempted edits are valid.
 """
 
 import numpy as np
@@ -44,13 +54,16 @@ from repro.verdicts import Claim, Verdict
 
 CLAIM = Claim.parse(__doc__, key="gradsim_ripple", number=2)
 
-R, P, N = Verdict.REPRODUCED, Verdict.PARTIAL, Verdict.NOT_REPRODUCED
+N, INC = Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE
 EXPECTED = {  # model: {profile: declared verdict}
-    # Measured (cpu): 6 of 8 edits valid; pooled Spearman 0.074, within-edit permutation p 0.17, cluster CI
-    # [-0.002, 0.149]; the known facts alone give rho 0.12 (p 0.001), HotpotQA pieces none (2 valid edits).
-    # Weakly positive but not significant at this scale; the gpu profile (100 edits) is not measured yet.
-    "smollm2-135m": {"cpu": P, "gpu": P},
-    "gpt2": {"cpu": R, "gpu": R},  # the seed's model family, when its weights are present (NOT_RUN here)
+    # Measured (cpu, 36 edits, 34 valid, all 34 with the new target top-1; 115 known facts): rho 0.216, 95%
+    # two-way CI [0.120, 0.305] (n = 34 edits x 115 pieces), joint permutation p 0.0005; positive control
+    # rho 0.930. GradSim predicts ripple, but weakly; the interval straddles 0.3, so the cpu run cannot
+    # decide (~42 valid edits would, at this half-width). Same-template pairs have high GradSim (0.44) and
+    # little ripple (0.21); same-subject pairs the reverse (0.15, 3.3); rho within a template ~0.
+    # gpu (100 edits, not measured yet): declared as the projection of the cpu estimate, NOT_REPRODUCED.
+    "smollm2-135m": {"cpu": INC, "gpu": N},
+    "gpt2": {"cpu": INC, "gpu": INC},  # the seed's model family, when its weights are present (NOT_RUN here); not measured
 }
 
 
@@ -68,24 +81,35 @@ def test_verdict_is_the_declared_one(outcome):
     assert outcome.record.verdict == outcome.record.expected, outcome.record.summary()
 
 
-def test_both_sources_give_pieces(outcome):
-    # The verdict pools HotpotQA pieces and facts the model knows; each source must contribute.
-    sources = outcome.result.sources
-    assert sources["hotpotqa"]["pieces"] >= 10, sources
-    assert sources["facts"]["pieces"] >= 10, sources
+def test_edits_take(outcome, profile):
+    # Efficacy is measured, not assumed: the new target must beat the old answer, for at least 30 edits.
+    eff = outcome.result.efficacy()
+    assert eff["valid"] >= 30 or profile.gradsim.max_experiments < 30, eff
+    assert eff["new_target_top1"] >= 0.8 * eff["attempted"], eff
+    assert eff["mean_logp_new_after"] > eff["mean_logp_old_after"], eff
 
 
-def test_gradsim_is_a_cosine_matrix(outcome):
-    g = outcome.result.gradsim
+def test_the_positive_control_measures_the_ripple(outcome):
+    # If the first-order prediction did not track the measured ripple, the ripple would not be measured.
+    control = [g for g in outcome.result.ruling.gates if g.name.startswith("positive control")]
+    assert len(control) == 1 and control[0].passed, control
+
+
+def test_pieces_are_known_and_nothing_is_dropped_silently(outcome):
+    result = outcome.result
+    assert result.sources["facts"]["pieces"] >= 60, result.sources
+    read = result.sources["facts"]["read"]
+    assert read == result.sources["facts"]["pieces"] + sum(result.sources["facts"]["dropped"].values())
+    exclusions = result.stats["exclusions"]
+    assert exclusions["the edited piece itself"] == result.efficacy()["valid"], exclusions
+    n_valid = result.efficacy()["valid"]
+    assert result.stats["pairs"] + sum(exclusions.values()) == n_valid * len(result.pieces), exclusions
+
+
+def test_gradsim_is_a_cosine_matrix_that_varies_apart_from_the_template(outcome):
+    g, rel = outcome.result.gradsim, outcome.result.relations
     assert np.allclose(g, g.T, atol=1e-6) and np.allclose(np.diag(g), 1.0, atol=1e-6)
     assert np.all(np.abs(g) <= 1 + 1e-6)
-
-
-def test_edits_take_and_are_measured(outcome):
-    # Efficacy is measured, not assumed: most edits must make the new target far more likely.
-    result = outcome.result
-    eff = result.efficacy()
-    assert eff["attempted"] == len(result.outcomes) > 0
-    assert eff["valid"] >= 1, [o.summary() for o in result.outcomes]
-    assert eff["mean_logp_gain"] > 0
-    assert result.correlations["pooled"]["pairs"] > 0
+    classes = {c["pairs"]: c["n"] for c in outcome.result.stats["pair_classes"]}
+    assert classes["same subject, other template"] > 0 and classes["same template, other subject"] > 0, classes
+    assert rel["same_subject"].sum() > len(g)  # subjects under several relations

@@ -170,6 +170,24 @@ class ModelAdapter:
             kwargs["position_embeddings"] = self.model.model.rotary_emb(hidden, position_ids)
         return kwargs
 
+    def ragged_suffix_kwargs(self, hidden: torch.Tensor, prefix: RaggedPrefixKV) -> dict:
+        """Keyword arguments to run ``hidden`` [batch, n_new, d_model] as the positions right after
+        prefixes of different lengths per row (``prefix.lengths`` [batch]): row r's new positions sit at
+        lengths[r], lengths[r] + 1, ...; they attend to their own row's prefix and causally among themselves."""
+        batch, n_new = hidden.shape[:2]
+        lengths = prefix.lengths.to(hidden.device)
+        own_prefix = torch.arange(prefix.width, device=hidden.device)[None, None] < lengths[:, None, None]  # [b, 1, w]
+        causal = torch.ones(n_new, n_new, dtype=torch.bool, device=hidden.device).tril()[None]  # [1, n, n]
+        allowed = torch.cat([own_prefix.expand(batch, n_new, -1), causal.expand(batch, -1, -1)], dim=-1)
+        mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
+        mask = mask.masked_fill(~allowed, torch.finfo(hidden.dtype).min)[:, None]  # [b, 1, n_new, w + n_new]
+        kwargs = {"attention_mask": mask, self.cache_kwarg: prefix}
+        if self.family == "llama":
+            position_ids = lengths[:, None] + torch.arange(n_new, device=hidden.device)[None]  # [b, n_new]
+            kwargs["position_ids"] = position_ids
+            kwargs["position_embeddings"] = self.model.model.rotary_emb(hidden, position_ids)
+        return kwargs
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm and unembedding: [..., d_model] -> [..., d_vocab]."""
         return self.unembed(self.final_norm(hidden))
@@ -213,6 +231,33 @@ class PrefixKV:
         batch = key_states.shape[0]
         keys = torch.cat([self._prefix(self.recorded.keys[layer_idx], batch), key_states], dim=-2)
         values = torch.cat([self._prefix(self.recorded.values[layer_idx], batch), value_states], dim=-2)
+        return keys, values
+
+
+class RaggedPrefixKV:
+    """Recorded keys/values as per-row prefixes of different lengths (``lengths`` [batch]): each attention
+    layer sees the first ``width`` = max(lengths) recorded positions of its row, followed by the new
+    positions' own; ``ModelAdapter.ragged_suffix_kwargs`` masks each row's positions past its own length.
+    Read-only, so one serves any number of runs; ``select`` keeps some rows (e.g. those still optimised)."""
+
+    def __init__(self, keys: dict[int, torch.Tensor], values: dict[int, torch.Tensor], lengths: torch.Tensor):
+        self.lengths = lengths
+        self.width = int(lengths.max())
+        self.keys = {layer: k[:, :, : self.width] for layer, k in keys.items()}  # layer -> [batch, kv_head, width, d_head]
+        self.values = {layer: v[:, :, : self.width] for layer, v in values.items()}
+
+    @classmethod
+    def from_recorder(cls, recorded: KVRecorder, lengths: torch.Tensor) -> RaggedPrefixKV:
+        return cls(recorded.keys, recorded.values, lengths)
+
+    def select(self, rows: torch.Tensor) -> RaggedPrefixKV:
+        at = {la: rows.to(k.device) for la, k in self.keys.items()}
+        return RaggedPrefixKV({la: k[at[la]] for la, k in self.keys.items()},
+                              {la: v[at[la]] for la, v in self.values.items()}, self.lengths[rows.to(self.lengths.device)])
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        keys = torch.cat([self.keys[layer_idx].to(key_states.dtype), key_states], dim=-2)
+        values = torch.cat([self.values[layer_idx].to(value_states.dtype), value_states], dim=-2)
         return keys, values
 
 

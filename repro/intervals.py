@@ -129,3 +129,82 @@ def t_estimate(values, *, units: str, level: float = LEVEL) -> Estimate:
     ci = stats.ttest_1samp(values, 0.0).confidence_interval(confidence_level=level)
     return Estimate(float(values.mean()), Interval(float(ci.low), float(ci.high), len(values), units,
                                                    f"t over {units}", level))
+
+
+# ---- crossed designs: a statistic of a table whose rows and columns are both samples ----
+# (claim 2: edits x knowledge pieces; every edit is measured on the same pieces, so pieces are a second
+# source of variation, shared by all rows. scipy has no resampling for crossed designs: the two functions
+# below draw the indices themselves and hand them to the statistic, as bootstrap_estimate does.)
+
+# A statistic of a table resampled by rows and columns: (row indices [B, n_rows], column indices
+# [B, n_cols]) -> [B] values.
+TableStatistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def two_way_bootstrap_estimate(
+    n_rows: int,
+    n_cols: int,
+    statistic: TableStatistic,
+    *,
+    units: str,
+    col_units: str,
+    n_resamples: int = RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = LEVEL,
+    batch: int = 100,
+) -> Estimate:
+    """The statistic on the whole table, with a percentile interval from resampling rows and columns
+    independently with replacement (the "pigeonhole" bootstrap of crossed random effects: Owen 2007,
+    Ann. Appl. Stat. 1:1). Its variance counts the row x column interaction twice, so it errs on the wide
+    side; resampling rows alone (a cluster bootstrap) ignores that every row shares the same columns and
+    is too narrow when columns carry effects of their own (``tests/test_intervals.py`` checks both).
+    ``n`` is the number of rows (``units``); the method names the columns."""
+    if n_rows < 2 or n_cols < 2:
+        raise ValueError(f"A two-way bootstrap needs at least 2 {units} and 2 {col_units}, got {n_rows} x {n_cols}.")
+    value = float(statistic(np.arange(n_rows)[None], np.arange(n_cols)[None])[0])
+    rng = np.random.default_rng(seed)
+    draws = []
+    for lo in range(0, n_resamples, batch):
+        b = min(batch, n_resamples - lo)
+        draws.append(np.asarray(statistic(rng.integers(0, n_rows, (b, n_rows)), rng.integers(0, n_cols, (b, n_cols))), float))
+    dist = np.concatenate(draws)
+    dist = dist[np.isfinite(dist)]
+    low, high = (np.quantile(dist, [(1 - level) / 2, (1 + level) / 2]) if len(dist) else (np.nan, np.nan))
+    method = f"percentile two-way bootstrap over {units} x {n_cols} {col_units}, {n_resamples} resamples"
+    return Estimate(value, Interval(float(low), float(high), n_rows, units, method, level))
+
+
+def column_permutation_p(
+    n_cols: int, statistic: Callable[[np.ndarray], np.ndarray], *, n_permutations: int = RESAMPLES,
+    seed: int = BOOTSTRAP_SEED, batch: int = 100,
+) -> float:
+    """One-sided p-value that the statistic is this large when column labels carry no association:
+    ``statistic(perms)`` ([B, n_cols] column permutations, applied to one side of the table *jointly in
+    every row*; the identity gives the observed value) -> [B]. Permuting within each row instead would
+    break what a column shares across rows and reject too often when columns carry effects of their own.
+    (1 + #{T* >= T}) / (1 + n_permutations)."""
+    observed = float(statistic(np.arange(n_cols)[None])[0])
+    if not np.isfinite(observed):
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    exceed = 0
+    for lo in range(0, n_permutations, batch):
+        b = min(batch, n_permutations - lo)
+        perms = rng.permuted(np.tile(np.arange(n_cols), (b, 1)), axis=1)
+        exceed += int((np.asarray(statistic(perms)) >= observed - 1e-12).sum())
+    return (1 + exceed) / (1 + n_permutations)
+
+
+def row_spearman(x: np.ndarray, y: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Spearman's rho within each row of [..., rows, cols] arrays, over the entries where ``valid`` (ties,
+    e.g. a resampled column, get average ranks); NaN for a row with fewer than 3 entries or a constant side."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if valid is not None:
+        x, y = np.where(valid, x, np.nan), np.where(valid, y, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        rx, ry = stats.rankdata(x, axis=-1, nan_policy="omit"), stats.rankdata(y, axis=-1, nan_policy="omit")
+        rx, ry = rx - np.nanmean(rx, -1, keepdims=True), ry - np.nanmean(ry, -1, keepdims=True)
+        sxy, sxx, syy = np.nansum(rx * ry, -1), np.nansum(rx * rx, -1), np.nansum(ry * ry, -1)
+        n = np.sum(np.isfinite(rx), -1)
+        return np.where((n >= 3) & (sxx > 0) & (syy > 0), sxy / np.sqrt(sxx * syy), np.nan)

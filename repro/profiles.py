@@ -132,19 +132,21 @@ class HybridSettings:
 class GradSimSettings:
     """Claim 2, GradSim vs ripple (seed 001): knowledge pieces, GradSim, MEMIT edits, correlation."""
 
-    # cpu sizes keep the module within ~5 min on 2 cores with a cold covariance cache: the edits dominate
-    # (each runs 20 Adam steps through the 19 blocks above the edit), so the cpu profile uses 8 edits and
-    # 2 generated context prefixes (3 contexts; MEMIT: 6) and 6k covariance tokens (> d_mlp = 1536 for SmolLM2).
-    hotpot_examples: int = 24  # HotpotQA examples read (the seed's --max_samples)
-    fact_chains: int | None = None  # chains read from the known-facts fixture (None: all)
-    max_experiments: int = 8  # MEMIT edits attempted, split evenly between the two sources
-    mom2_tokens: int = 6_000  # WikiText-2 train tokens for the covariance of the down-projection inputs
+    # cpu sizes keep the module within ~5 min on 2 cores with a warm covariance cache: the edits dominate (20
+    # Adam steps through the 19 blocks above the edit, batched; then each edit's ripple on every piece), so
+    # the cpu profile uses 36 edits (>= 30 valid with room to spare) and 2 generated context prefixes (3
+    # contexts; MEMIT: 6); 20,480 covariance tokens from 160 articles (13 x d_mlp for SmolLM2).
+    hotpot_examples: int = 24  # HotpotQA examples read (the seed's --max_samples); descriptive pieces
+    max_experiments: int = 36  # MEMIT edits attempted, on known facts
+    edit_batch: int = 36  # edits whose target vectors are optimised together
+    mom2_tokens: int = 20_480  # WikiText-2 train tokens for the covariance of the down-projection inputs
+    mom2_seq_len: int = 128  # tokens per article window (mom2_tokens / mom2_seq_len articles)
     v_num_grad_steps: int = 20  # Adam steps for the target vector z (MEMIT: 20-25)
     context_templates: int = 2  # generated context prefixes besides the bare prompt (MEMIT: 5)
     context_length: int = 10  # tokens of each generated context template (MEMIT: 10)
-    n_permutations: int = 2_000  # within-edit permutations for the p-value
-    n_bootstrap: int = 1_000  # cluster-bootstrap resamples over edits
-    seed: int = 0  # edit choice, counterfactual targets, permutations, bootstrap
+    n_permutations: int = 2_000  # joint piece-label permutations for the p-value
+    n_bootstrap: int = 2_000  # two-way (edits x pieces) bootstrap resamples
+    seed: int = 0  # edit choice, counterfactual targets, covariance articles, permutations, bootstrap
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,8 @@ PROFILES: dict[str, Profile] = {
         hybrid=HybridSettings(n_pairs=16, rates_mbit=(0.4, 20.0, 200.0), validate_rate_mbit=1000.0,
                               local_slowdown=1.0, remote_device="cuda", rounds=10, local_rounds=4),
         # The seed's larger settings: every HotpotQA example here, 100 edits, MEMIT-sized statistics.
-        gradsim=GradSimSettings(hotpot_examples=103, max_experiments=100, mom2_tokens=200_000, context_templates=5,
-                                n_permutations=10_000),
+        gradsim=GradSimSettings(hotpot_examples=103, max_experiments=100, edit_batch=50, mom2_tokens=204_800,
+                                mom2_seq_len=512, context_templates=5, n_permutations=10_000, n_bootstrap=5_000),
     ),
 }
 

@@ -1,16 +1,18 @@
-"""Knowledge pieces: cloze facts (prompt q, answer a, subject span) linked into 2-hop chains.
+"""Knowledge pieces: cloze facts (prompt q, answer a, subject span), from two sources.
 
-Two sources, each piece tagged with its chain:
-
+- ``fixtures/gradsim_known_facts.json``: common facts, one relation template each (with paraphrases for
+  generalisation), typed by the kind of their answer (city, country, language, person, year, ...). A
+  subject appears under several relations (France: capital, language, continent, currency) and a relation
+  has many subjects, so GradSim can vary apart from the template. Two facts are *linked* (a 2-hop chain,
+  as in the seed) when one's answer is the other's subject: Eiffel Tower -> Paris -> France. These pieces
+  are filtered per model to facts the model knows (``is_known``) and are the ones MEMIT edits.
 - HotpotQA bridge questions (seed 001). The supporting sentence that contains the answer, cut right before
   the answer, is the hop-2 piece; its paragraph's title is the bridge entity, and a supporting sentence of
   the other paragraph that names the bridge entity, cut before it, is the hop-1 piece. The subject is the
-  sentence's paragraph title (without a trailing parenthetical); when the sentence does not name it
-  ("As an adult, she was named ..."), the prompt is prefixed with "<title>: " so that MEMIT has a subject
-  token to look the fact up at.
-- ``fixtures/gradsim_known_facts.json``: 2-hop chains of common facts (landmark -> city -> country,
-  person -> country -> capital, company -> country -> language, ...) written with relation templates that
-  also give paraphrases. These are filtered per model to facts the model holds (``is_known``).
+  sentence's paragraph title (without a trailing parenthetical); when the sentence does not name it, the
+  prompt is prefixed with "<title>: " so that MEMIT has a subject token to look the fact up at. They pass
+  the same knowledge check; few do for a small model, and their answers cannot be typed for a same-kind
+  counterfactual, so they stay descriptive (``run.py`` says how many and why).
 
 A piece's answer keeps its leading space (it is the continuation of the prompt) and is never truncated:
 multi-token answers score as the sum of their token log-probabilities.
@@ -18,29 +20,31 @@ multi-token answers score as the sum of their token log-probabilities.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repro.readers import InputError, check_type, read_json, records
+from repro.readers import field as record_field
+
 FACTS_FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "gradsim_known_facts.json"
 HOTPOT = "hotpotqa"
 FACTS = "facts"
 MIN_PROMPT_WORDS = 3  # shorter prompts give the model nothing to go on
-KNOWN_LOGPROB = -3.0  # a fixture fact is "known" when greedy decoding gives the answer or log P(a|q) >= this (P >= 5%)
+KNOWN_LOGPROB = -3.0  # a piece is "known" when greedy decoding gives the answer or log P(a|q) >= this (P >= 5%)
 
 
 class PieceError(ValueError):
-    """A HotpotQA example or a facts file that cannot give knowledge pieces; the message says why."""
+    """A HotpotQA example that gives no knowledge piece, or a malformed facts fixture; the message says why."""
 
 
 @dataclass(frozen=True)
 class KnowledgePiece:
-    piece_id: str  # "hotpotqa:<_id>:hop2", "facts:<chain>:hop1", ...
+    piece_id: str  # "hotpotqa:<_id>:hop2", "facts:<relation>:<subject>", ...
     source: str  # HOTPOT | FACTS
-    chain: str  # pieces of one 2-hop chain share it
-    hop: int  # 1: subject -> bridge entity; 2: bridge entity -> answer
+    chain: str | None  # HotpotQA: the example both hops come from; facts: None (links come from answers)
+    hop: int  # HotpotQA: 1 (subject -> bridge entity) or 2 (bridge entity -> answer); facts: 1
     prompt: str  # q, ending right before the answer
     answer: str  # a, with its leading space
     subject: str  # a span of the prompt; MEMIT edits the fact at its last token
@@ -59,7 +63,7 @@ class PieceSet:
     """Pieces from one source plus the book-keeping of what was dropped and why."""
 
     pieces: list[KnowledgePiece] = field(default_factory=list)
-    read: int = 0  # examples (HotpotQA) or chains (facts) read
+    read: int = 0  # examples (HotpotQA) or facts read
     drops: Counter = field(default_factory=Counter)  # reason -> count (pieces or examples, as named)
 
     def report(self) -> dict:
@@ -68,42 +72,36 @@ class PieceSet:
 
 # ---- HotpotQA ----
 
-HOTPOT_KEYS = ("_id", "question", "answer", "supporting_facts", "context")
 
-
-def check_hotpot_examples(data, where: str = "HotpotQA data") -> list[dict]:
-    """The examples of a HotpotQA file in the original format, or PieceError naming what is malformed."""
-    if not isinstance(data, list) or not data:
-        raise PieceError(f"{where}: expected a non-empty JSON list of HotpotQA examples, got {type(data).__name__}.")
-    for n, ex in enumerate(data):
-        if not isinstance(ex, dict):
-            raise PieceError(f"{where}: example {n} is a {type(ex).__name__}, not an object.")
-        missing = [k for k in HOTPOT_KEYS if k not in ex]
-        if missing:
-            raise PieceError(f"{where}: example {n} lacks {missing}; HotpotQA examples have {list(HOTPOT_KEYS)}.")
-        try:
-            titles = {str(t): list(s) for t, s in ex["context"]}
-            for title, sent in ex["supporting_facts"]:
-                if title not in titles or not 0 <= int(sent) < len(titles[title]):
-                    raise PieceError(f"{where}: example {n} ({ex['_id']}) cites supporting fact [{title!r}, {sent}], "
-                                     "which is not in its context.")
-        except (TypeError, ValueError) as err:
-            if isinstance(err, PieceError):
-                raise
-            raise PieceError(f"{where}: example {n} has a malformed 'context' or 'supporting_facts' ({err}); "
-                             "each is a list of [title, sentences] / [title, sentence index].") from None
+def check_hotpot_examples(data, path: str | Path) -> list[dict]:
+    """The examples of a HotpotQA file in the original format; an ``InputError`` naming the file, the record
+    and the field for anything else (a sentence that is a number, a supporting fact outside the context)."""
+    for where, ex in records(data, path, what="HotpotQA examples"):
+        ex_id = record_field(ex, "_id", str, where)
+        where = f"{where} ({ex_id})"
+        record_field(ex, "answer", str, where)
+        context = record_field(ex, "context", list, where)
+        titles = {}
+        for k, paragraph in enumerate(context):
+            at = f"{where}: field 'context' item {k}"
+            if not isinstance(paragraph, list) or len(paragraph) != 2:
+                raise InputError(f"{at} must be [title, [sentences]], got {str(paragraph)[:60]}.")
+            title, sentences = check_type(paragraph[0], str, f"{at} title"), check_type(paragraph[1], list, f"{at} sentences")
+            for s, sentence in enumerate(sentences):
+                check_type(sentence, str, f"{at} sentence {s}")
+            titles[title] = len(sentences)
+        for k, fact in enumerate(record_field(ex, "supporting_facts", list, where)):
+            at = f"{where}: field 'supporting_facts' item {k}"
+            if not isinstance(fact, list) or len(fact) != 2:
+                raise InputError(f"{at} must be [title, sentence index], got {str(fact)[:60]}.")
+            title, sent = check_type(fact[0], str, f"{at} title"), check_type(fact[1], int, f"{at} sentence index")
+            if title not in titles or not 0 <= sent < titles[title]:
+                raise InputError(f"{at} cites [{title!r}, {sent}], which is not in the example's context.")
     return data
 
 
 def read_hotpot_file(path: str | Path) -> list[dict]:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise PieceError(f"HotpotQA file not found: {path}; give a file in the original HotpotQA JSON format.")
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PieceError(f"{path} is not valid JSON ({err}); give a file in the original HotpotQA JSON format.") from None
-    return check_hotpot_examples(data, str(path))
+    return check_hotpot_examples(read_json(path, what="HotpotQA file"), Path(path).expanduser())
 
 
 def _entity(title: str) -> str:
@@ -131,10 +129,6 @@ def _cloze(sentence: str, answer: str, title: str) -> tuple[str, str, str] | Non
     return prompt, " " + written, subject
 
 
-def _answer_kind(answer: str) -> str:
-    return "number" if re.search(r"\d", answer) else "entity"
-
-
 def cloze_pieces(example: dict) -> list[KnowledgePiece]:
     """The hop-2 piece (and the hop-1 piece, where the other paragraph names the bridge entity) of one
     HotpotQA example; PieceError with the reason when there is none."""
@@ -150,12 +144,12 @@ def cloze_pieces(example: dict) -> list[KnowledgePiece]:
             raise PieceError("answer not in supporting facts")
         raise PieceError("answer only where no cloze prompt is left")
     bridge_title, (prompt, written, subject) = hop2
-    pieces = [KnowledgePiece(f"{chain}:hop2", HOTPOT, chain, 2, prompt, written, subject, kind=_answer_kind(written))]
+    pieces = [KnowledgePiece(f"{chain}:hop2", HOTPOT, chain, 2, prompt, written, subject)]
     bridge = _entity(bridge_title)
     hop1 = next((c for t, _, s in facts if t != bridge_title and (c := _cloze(s, bridge, t))), None)
     if hop1 is not None:
         prompt, written, subject = hop1
-        pieces.insert(0, KnowledgePiece(f"{chain}:hop1", HOTPOT, chain, 1, prompt, written, subject, kind="bridge"))
+        pieces.insert(0, KnowledgePiece(f"{chain}:hop1", HOTPOT, chain, 1, prompt, written, subject))
     return pieces
 
 
@@ -179,43 +173,50 @@ def hotpot_pieces(examples: list[dict], max_examples: int | None = None) -> Piec
 
 
 def read_facts(path: str | Path = FACTS_FIXTURE) -> dict:
-    try:
-        data = json.loads(Path(path).read_text("utf-8"))
-        relations, chains = data["relations"], data["chains"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise PieceError(f"Known-facts file {path} is unreadable or lacks 'relations'/'chains' ({err}).") from None
-    for n, chain in enumerate(chains):
-        if len(chain) != 2 or chain[0][2] != chain[1][0] or any(hop[1] not in relations for hop in chain):
-            raise PieceError(f"{path}: chain {n} must be two [subject, relation, answer] hops, the first's answer "
-                             "being the second's subject, with relations from 'relations'.")
+    """The fixture, checked: relations with a template holding '{}' and a kind, facts [subject, answer] per
+    relation, counterfactual targets for every kind used."""
+    data = read_json(path, what="known-facts file")
+    if not isinstance(data, dict) or not {"relations", "facts", "targets"} <= data.keys():
+        raise PieceError(f"Known-facts file {path} must be an object with 'relations', 'facts' and 'targets'.")
+    relations, facts, targets = data["relations"], data["facts"], data["targets"]
+    for name, rows in facts.items():
+        rel = relations.get(name)
+        if not isinstance(rel, dict) or "{}" not in str(rel.get("template")) or rel.get("kind") not in targets:
+            raise PieceError(f"{path}: relation {name!r} needs a template with '{{}}' and a kind listed in 'targets'.")
+        if not all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r) for r in rows):
+            raise PieceError(f"{path}: facts of {name!r} must be [subject, answer] string pairs.")
     return data
 
 
-def fact_pieces(max_chains: int | None = None, path: str | Path = FACTS_FIXTURE) -> PieceSet:
-    """Every hop of the fixture's chains as a piece (before the per-model ``is_known`` filter)."""
+def fact_pieces(path: str | Path = FACTS_FIXTURE) -> PieceSet:
+    """Every fact of the fixture as a piece (before the per-model ``is_known`` filter), in file order."""
     data = read_facts(path)
     out = PieceSet()
-    for n, chain in enumerate(data["chains"][:max_chains]):
-        out.read += 1
-        chain_id = f"{FACTS}:{n}:{chain[0][0]}"
-        for hop, (subject, relation, answer) in enumerate(chain, start=1):
-            rel = data["relations"][relation]
+    for relation, rows in data["facts"].items():
+        rel = data["relations"][relation]
+        for subject, answer in rows:
+            out.read += 1
             prompts = [t.replace("{}", subject) for t in [rel["template"], *rel.get("paraphrases", [])]]
             out.pieces.append(KnowledgePiece(
-                f"{chain_id}:hop{hop}", FACTS, chain_id, hop, prompts[0], " " + answer, subject,
+                f"{FACTS}:{relation}:{subject}", FACTS, None, 1, prompts[0], " " + answer, subject,
                 relation=relation, kind=rel["kind"], paraphrases=tuple(prompts[1:]),
             ))
     return out
 
 
+def counterfactual_targets(path: str | Path = FACTS_FIXTURE) -> dict[str, list[str]]:
+    """kind -> the answers an edit may write for a piece of that kind (each with its leading space)."""
+    return {kind: [" " + t for t in values] for kind, values in read_facts(path)["targets"].items()}
+
+
 def control_pieces(path: str | Path = FACTS_FIXTURE) -> list[KnowledgePiece]:
     """Unrelated facts scored after every edit (specificity): an edit should leave them alone."""
     return [
-        KnowledgePiece(f"control:{n}", "control", f"control:{n}", 1, prompt, " " + answer, subject)
+        KnowledgePiece(f"control:{n}", "control", None, 1, prompt, " " + answer, subject)
         for n, (prompt, subject, answer) in enumerate(read_facts(path).get("controls", []))
     ]
 
 
 def is_known(logprob: float, greedy_match: bool) -> bool:
-    """The fixture's filter: the model produces the answer greedily, or gives it probability >= 5%."""
+    """The knowledge check: the model produces the answer greedily, or gives it probability >= 5%."""
     return greedy_match or logprob >= KNOWN_LOGPROB

@@ -26,7 +26,7 @@ def context_templates(adapter: ModelAdapter, tokenizer, n: int = 5, length: int 
     for starter in STARTERS[:n]:
         ids = torch.tensor([prompt_ids(tokenizer, starter)])  # [1, pos]
         for _ in range(length):
-            top = adapter.forward(ids)[0, -1].double().topk(top_k)
+            top = adapter.forward(ids.to(adapter.device))[0, -1].double().cpu().topk(top_k)
             pick = torch.multinomial(top.values.softmax(-1), 1, generator=generator)
             ids = torch.cat([ids, top.indices[pick].view(1, 1)], dim=1)
         text = tokenizer.decode(ids[0], skip_special_tokens=True).strip()
