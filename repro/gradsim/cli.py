@@ -17,7 +17,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from repro.cli import UserError, add_force_flag, check_out, guarded, quiet_libraries, resolve_profile
+from repro.cli import (
+    ArgumentParser,
+    UserError,
+    add_force_flag,
+    check_out,
+    guarded,
+    quiet_libraries,
+    resolve_profile,
+)
 from repro.files import staged_dir
 from repro.gradsim.outputs import SEED_FILES, write_seed_outputs
 from repro.gradsim.pieces import fact_pieces, hotpot_pieces, read_hotpot_file
@@ -26,7 +34,7 @@ COMMAND = "gradsim"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m repro {COMMAND}", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog=f"python -m repro {COMMAND}", description=__doc__.splitlines()[0])
     p.add_argument("--hotpot_data", type=Path, default=None,
                    help="HotpotQA JSON in the original format (default: the data directory's 103 dev examples)")
     p.add_argument("--model_path", default="smollm2-135m", help="registered key, local folder or hub id")
