@@ -42,8 +42,8 @@ Method:
     PTB models with the seed's two prompts, measured (repeated 3-gram rate, <unk> rate, distinct-1/2). Part C
     fine-tunes a pretrained model (smollm2-135m here, gpt2 where its weights exist) with LoRA (r 16 on every
     linear projection, lr 5e-4, 52 steps of 256 tokens) on PubMedQA PQA-L's non-test ids and scores the same
-    tokens before and after: 24 blocks spread over its test ids, split into template tokens (Question: /
-    Context: / Answer: / end-of-text) and content tokens, and 24 WikiText-2 validation blocks as a control.
+    tokens before and after: 20 blocks spread over its test ids, split into template tokens (Question: /
+    Context: / Answer: / end-of-text) and content tokens, and 20 WikiText-2 validation blocks as a control.
 
 Reproduced when:
     Architectures (row "word-lms"). Statistic: the perplexity ratio other ÷ Transformer (exp of the mean
@@ -81,8 +81,20 @@ CLAIM = Claim.parse(__doc__, key="perplexity", number=5)
 R, P, N, INC = Verdict.REPRODUCED, Verdict.PARTIAL, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE
 ARCHITECTURES = "word-lms"  # the three models trained from scratch: a row name, not a registered model
 EXPECTED = {  # subject: {profile: declared verdict}
-    ARCHITECTURES: {"cpu": N, "gpu": N},
+    # Measured at cpu (d128 x 2, 130k fresh PTB tokens, 2 seeds; other ÷ Transformer perplexity, 95% BCa block-
+    # bootstrap intervals over 96 segments of 250 tokens): PTB LSTM 1.325 [1.295, 1.356], RNN 1.116 [1.099, 1.133];
+    # WikiText-2 in PTB conventions LSTM 1.129 [1.116, 1.143], RNN 1.032 [1.021, 1.043]; converges fastest (24
+    # selection segments, 5 rounds) LSTM 1.340 [1.293, 1.406], RNN 1.132 [1.103, 1.174]: all three groups
+    # REPRODUCED. Every model beats the unigram (PTB 708.1: Transformer 393.6, RNN 439.3, LSTM 521.7); none beats the
+    # KN bigram (348.7) on PTB. gpu is declared, not measured (no GPU here): in users' full runs of pytorch/examples
+    # the LSTM beats the Transformer on WikiText-2.
+    ARCHITECTURES: {"cpu": R, "gpu": N},
+    # Declared, not measured (no weights here): 52 LoRA steps cannot make content tokens 2x more predictable; the
+    # gpu profile runs the seed's full fine-tune, which the seed reports at 3.2x over all tokens.
     "gpt2": {"cpu": N, "gpu": R},
+    # Measured at cpu (20 held-out blocks): content tokens 1.206 [1.185, 1.230]x, below 2x (template tokens 142x,
+    # all tokens 1.346x); WikiText-2 control 1.079 [1.061, 1.097]x; content net of the control 1.117 [1.089, 1.149]x.
+    # gpu declared, not measured: the instruct model starts far below GPT-2's 28.3, leaving less to gain.
     "smollm2-135m": {"cpu": N, "gpu": N},
 }
 FINETUNED = ("gpt2", "smollm2-135m")
@@ -93,7 +105,7 @@ PERPLEXITY_REL = 1e-2  # see test_numbers_match_snapshot
 def architectures(run_claim, reports_root):
     def experiment(_, profile, out):
         events = profile_dir(profile.name, reports_root) / "tensorboard"  # beside results/ and figures/
-        return run_architectures(profile.lm, out, tensorboard_dir=events, profile=profile.name)
+        return run_architectures(profile.lm, out, device=profile.device, tensorboard_dir=events, profile=profile.name)
 
     return run_claim(CLAIM, ARCHITECTURES, EXPECTED, experiment, data=("ptb", "wikitext-2"), pretrained=False)
 

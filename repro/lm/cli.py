@@ -192,7 +192,8 @@ def compare(args, profile) -> int:
     _writable(args.out.parent, "--out's parent folder")
     try:
         with staged_dir(args.out) as out:
-            result = run_architectures(profile.lm, out, work_dir=args.work, tensorboard_dir=out / "tensorboard",
+            result = run_architectures(profile.lm, out, device=profile.device, work_dir=args.work,
+                                       tensorboard_dir=out / "tensorboard",
                                        profile=profile.name, progress=not args.quiet)
             m = result.measurement()
             write_json_atomic(out / "result.json", {"verdict": m.verdict, "criteria": m.criteria, "numbers": m.numbers,

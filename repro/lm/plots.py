@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from repro.files import save_figure
@@ -24,7 +25,7 @@ def learning_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], basel
     for name, loss in baselines.items():
         ax.axhline(loss, color="gray", linestyle=BASELINE_STYLES.get(name, "-"), label=f"{name} ({math.exp(loss):.0f})")
     ax.set(xlabel="training tokens seen", ylabel="selection-slice loss (nats/word)",
-           title=f"PTB learning curves, one line per seed; {budget}")
+           title=textwrap.fill(f"PTB learning curves, one line per seed; {budget}", 100))
     ax.title.set_fontsize(7)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
@@ -43,7 +44,8 @@ def perplexity_bars(table: dict[str, dict[str, float]], budget: str, path: Path)
         bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, [v[name] for v in table.values()], width, color=color, label=name)
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
     ax.set_xticks(x, list(table), fontsize=8)
-    ax.set(ylabel="perplexity (lower is better)", title=f"Models (geometric mean over seeds) and baselines; {budget}")
+    ax.set(ylabel="perplexity (lower is better)",
+           title=textwrap.fill(f"Models (geometric mean over seeds) and baselines; {budget}", 120))
     ax.title.set_fontsize(7)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
@@ -62,6 +64,10 @@ def finetune_summary(losses: list[float], factors: dict[str, Estimate], budget: 
               [factors[n].interval.high - v for n, v in zip(names, values)]]
     right.barh(names, values, xerr=errors, color=["gray", "tab:orange", "tab:blue", "tab:green"][: len(names)], capsize=3)
     right.axvline(1.0, color="black", linewidth=0.8)
-    right.set(xlabel="perplexity before ÷ after (95% CI)", title="held-out PubMedQA and the WikiText-2 control")
-    fig.suptitle(f"PubMedQA fine-tuning; {budget}", fontsize=8)
+    right.axvline(2.0, color="gray", linestyle="--", linewidth=0.8, label="2x: smallest effect of interest")
+    right.axvline(3.2, color="gray", linestyle=":", linewidth=0.8, label="3.2x: the seed (all tokens)")
+    right.set_xscale("log")
+    right.set(xlabel="perplexity before ÷ after (95% CI, log scale)", title="held-out PubMedQA and the WikiText-2 control")
+    right.legend(fontsize=7)
+    fig.suptitle(textwrap.fill(f"PubMedQA fine-tuning; {budget}", 140), fontsize=8)
     return save_figure(fig, path)

@@ -78,7 +78,7 @@ def seeded_model(vocab_size: int, kind: str, settings: LMSettings, seed: int, tr
     return model
 
 
-def run_architectures(settings: LMSettings, out_dir: Path, *, work_dir: Path | None = None,
+def run_architectures(settings: LMSettings, out_dir: Path, *, device: str = "cpu", work_dir: Path | None = None,
                       tensorboard_dir: Path | None = None, profile: str = "", progress: bool = False,
                       read_lines: Callable[[str], dict[str, list[str]]] = corpus_lines) -> ArchitecturesResult:
     """Train the three models with one recipe and score them, and the baselines, on the same tokens.
@@ -116,8 +116,8 @@ def run_architectures(settings: LMSettings, out_dir: Path, *, work_dir: Path | N
             for kind in KINDS:
                 for seed in settings.seeds:
                     name = f"{corpus_name}-{kind}-seed{seed}"
-                    model = seeded_model(len(corpus.vocab), kind, settings, seed, cut[corpus_name]["train"])
-                    part = cut[corpus_name]
+                    part = {k: ids.to(device) for k, ids in cut[corpus_name].items()}
+                    model = seeded_model(len(corpus.vocab), kind, settings, seed, part["train"]).to(device)
                     provenance = run_provenance(model, part["train"], part["select"], settings, vocab=corpus.vocab,
                                                 profile=profile, seed=seed)
                     with timer.stage(f"train {corpus_name}"):
@@ -128,7 +128,8 @@ def run_architectures(settings: LMSettings, out_dir: Path, *, work_dir: Path | N
                     with timer.stage("score"):
                         for set_name, (trained, _) in sets.items():
                             if trained == corpus_name:
-                                losses[set_name][kind][seed] = token_losses(model, scored[set_name][0], settings.seq_len).flatten().numpy()
+                                data = scored[set_name][0].to(device)
+                                losses[set_name][kind][seed] = token_losses(model, data, settings.seq_len).flatten().numpy()
                     if corpus_name == PART_A and seed == settings.seeds[0]:  # the seed's samples are PTB output
                         with timer.stage("sample"):
                             samples[kind] = _samples(model, corpus, settings)

@@ -134,7 +134,7 @@ def token_losses(model: nn.Module, data: torch.Tensor, seq_len: int) -> torch.Te
 
 def evaluate(model: nn.Module, data: torch.Tensor, seq_len: int) -> float:
     """Mean next-word loss over batchified ``data`` [batch, steps]."""
-    return float(token_losses(model, data, seq_len).mean())
+    return float(token_losses(model, data, seq_len).double().mean())
 
 
 def fingerprint(ids: torch.Tensor) -> dict:
@@ -176,10 +176,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def check_checkpoint(saved: dict, provenance: dict, path: Path) -> None:
-    """Refuse a checkpoint of another format, model, vocabulary, recipe, data, profile, seed or code version."""
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT or "provenance" not in saved:
-        raise CheckpointError(f"{path} is not a checkpoint of this version of repro.lm (format {CHECKPOINT_FORMAT}); "
-                              "remove it or choose another folder.")
+    """Refuse a checkpoint (as ``read_checkpoint`` returns it) of another model, vocabulary, recipe, data,
+    profile, seed or code version."""
     there, here = _flat(saved["provenance"]), _flat(provenance)
     diff = [f"{k}: {there.get(k)!r} there, {here.get(k)!r} here" for k in sorted(set(there) | set(here))
             if there.get(k) != here.get(k)]
@@ -226,11 +224,14 @@ def _save(path: Path, payload: dict) -> None:
 
 def round_schedule(n_win: int, settings: LMSettings) -> list[tuple[int, int, int]]:
     """(epoch, first window, end window) of every round the recipe may run: one per epoch, or every
-    ``eval_every_tokens`` training tokens (the last round of an epoch may be shorter)."""
-    per_epoch = settings.batch_size * settings.seq_len
-    step = n_win if settings.eval_every_tokens is None else max(1, round(settings.eval_every_tokens / per_epoch))
-    return [(epoch, start, min(start + step, n_win)) for epoch in range(1, settings.max_epochs + 1)
-            for start in range(0, n_win, step)]
+    ``eval_every_tokens`` training tokens (a remainder under half a round joins the epoch's last round)."""
+    per_window = settings.batch_size * settings.seq_len
+    step = n_win if settings.eval_every_tokens is None else max(1, round(settings.eval_every_tokens / per_window))
+    starts = list(range(0, n_win, step))
+    if len(starts) > 1 and n_win - starts[-1] < step / 2:
+        starts.pop()
+    ends = [*starts[1:], n_win]
+    return [(epoch, start, end) for epoch in range(1, settings.max_epochs + 1) for start, end in zip(starts, ends)]
 
 
 def train_lm(model: nn.Module, train_ids: torch.Tensor, select_ids: torch.Tensor, settings: LMSettings,
@@ -240,8 +241,9 @@ def train_lm(model: nn.Module, train_ids: torch.Tensor, select_ids: torch.Tensor
 
     ``work_dir`` holds the checkpoints and ``metrics.json``; a finished round found there is not redone.
     ``provenance`` (``run_provenance``; default: built from the arguments) is what a checkpoint there must
-    match; ``vocab``'s words go into every checkpoint, so a checkpoint alone can be sampled from. ``stop_after_rounds`` ends the run early as an interruption would (for tests). The model ends
-    with the weights of its best round.
+    match; ``vocab``'s words go into every checkpoint, so a checkpoint alone can be sampled from.
+    ``stop_after_rounds`` ends the run early as an interruption would (for tests). The model ends with the
+    weights of its best round.
     """
     work_dir = Path(work_dir)
     provenance = provenance or run_provenance(model, train_ids, select_ids, settings)
@@ -265,6 +267,8 @@ def train_lm(model: nn.Module, train_ids: torch.Tensor, select_ids: torch.Tensor
         run.resumed_from_round = len(run.rounds)
         state = saved["state"]
         torch.set_rng_state(saved["rng"])
+        if saved.get("cuda_rng") is not None and train.is_cuda:  # dropout on a GPU draws from its own generator
+            torch.cuda.set_rng_state(saved["cuda_rng"], train.device)
     work_dir.mkdir(parents=True, exist_ok=True)
     writer = _tensorboard(tensorboard_dir)
     sync = synchronizer(train.device.type)
@@ -330,6 +334,7 @@ def train_lm(model: nn.Module, train_ids: torch.Tensor, select_ids: torch.Tensor
                 "optimizer": optimizer.state_dict(), "plateau": asdict(plateau), "rounds": run.rounds,
                 "selection_losses": run.selection_losses, "batch_losses": [list(x) for x in run.batch_losses],
                 "stopped_early": run.stopped_early, "state": detach_state(state), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(train.device) if train.is_cuda else None,
             })
             write_json_atomic(work_dir / METRICS, {"provenance": provenance, "rounds": run.rounds})
     finally:
