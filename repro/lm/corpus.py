@@ -8,12 +8,16 @@ its out-of-vocabulary words become ``<unk>`` (the seed's Part B, setting 2).
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import torch
+
+from repro.readers import read_text
 
 EOS, UNK = "<eos>", "<unk>"
 CORPORA = ("ptb", "wikitext2")
@@ -53,6 +57,11 @@ class Vocabulary:
     def decode(self, ids) -> list[str]:
         return [self.itos[int(i)] for i in ids]
 
+    @cached_property
+    def sha256(self) -> str:
+        """Fingerprint of the words in id order: a checkpoint names the vocabulary it was trained with."""
+        return hashlib.sha256("\n".join(self.itos).encode("utf-8")).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Corpus:
@@ -83,7 +92,7 @@ def corpus_lines(name: str) -> dict[str, list[str]]:
     for split in ("train", "valid", "test"):
         path = folder / f"{split}.txt"
         if path.is_file():
-            out[split] = path.read_text(encoding="utf-8").splitlines()
+            out[split] = read_text(path, what="corpus file").splitlines()
         elif split in REQUIRED_SPLITS:
             raise CorpusError(f"Corpus folder {folder} has no {split} split: looked for {path}; add that file.")
     return out
@@ -117,12 +126,64 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     return ids[: steps * batch_size].view(batch_size, steps)
 
 
+def window(data: torch.Tensor, seq_len: int, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``i``-th BPTT window of batchified data [batch, steps]: (inputs [batch, <= seq_len], targets shifted by one)."""
+    start = i * seq_len
+    end = min(start + seq_len, data.shape[1] - 1)
+    return data[:, start:end], data[:, start + 1 : end + 1]
+
+
 def windows(data: torch.Tensor, seq_len: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """BPTT windows over batchified data [batch, steps]: (inputs [batch, <= seq_len], targets shifted by one)."""
-    for start in range(0, data.shape[1] - 1, seq_len):
-        end = min(start + seq_len, data.shape[1] - 1)
-        yield data[:, start:end], data[:, start + 1 : end + 1]
+    """Every BPTT window of batchified data [batch, steps], in order."""
+    for i in range(n_windows(data, seq_len)):
+        yield window(data, seq_len, i)
 
 
 def n_windows(data: torch.Tensor, seq_len: int) -> int:
     return -(-(data.shape[1] - 1) // seq_len)
+
+
+# WikiText-2 in Penn Treebank's conventions (Mikolov's PTB: lower case, punctuation dropped, numbers as N, one
+# sentence a line), so a PTB model reads it as text of its own kind and its <unk> rate measures vocabulary, not
+# conventions (the seed's Part B read WikiText-2 through models of each corpus).
+_JOINERS = {"@-@": "-", "@,@": ",", "@.@": "."}  # WikiText splits "well-known" as "well @-@ known"
+_NUMBER = re.compile(r"^\d+([.,]\d+)*$")  # PTB keeps "1980s", "13th", "30-year" as words
+_SENTENCE_END = {".", "?", "!"}
+_PTB_SYMBOLS = {"$", "&", "'", "#"}  # the punctuation-like tokens PTB keeps
+
+
+def ptb_conventions(lines: list[str]) -> list[str]:
+    """WikiText lines (paragraphs, headings ``= = Title = =``) rewritten as PTB sentences, one a line: headings
+    dropped, split hyphens and number separators re-joined, lower case, numbers and ``%`` as ``N`` (PTB
+    writes "5 %" as "N N"), other punctuation dropped, a line ended at each ``.``, ``?`` or ``!``."""
+    out: list[str] = []
+    for line in lines:
+        tokens = line.split()
+        if not tokens or (tokens[0] == "=" and tokens[-1] == "="):
+            continue
+        joined: list[str] = []
+        glue = False
+        for t in tokens:
+            if t in _JOINERS and joined:
+                joined[-1] += _JOINERS[t]
+                glue = True
+            elif glue:
+                joined[-1] += t
+                glue = False
+            else:
+                joined.append(t)
+        sentence: list[str] = []
+        for t in joined:
+            if t in _SENTENCE_END:
+                if sentence:
+                    out.append(" ".join(sentence))
+                sentence = []
+            elif t == UNK:
+                sentence.append(t)
+            elif _NUMBER.match(t) or t == "%":
+                sentence.append("N")
+            elif t in _PTB_SYMBOLS or any(c.isalnum() for c in t):
+                sentence.append(t.lower())
+        if sentence:
+            out.append(" ".join(sentence))
+    return out

@@ -29,14 +29,16 @@ def sample(model: nn.Module, vocab: Vocabulary, prompt: str, n_words: int, *, te
         raise ValueError(f"temperature {temperature} must be positive")
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    ids = vocab.encode(prompt.split())[None]  # [1, prompt words]
+    device = next(model.parameters()).device
+    ids = vocab.encode(prompt.split())[None].to(device)  # [1, prompt words]
     logits, state = model(ids, None)
     out = []
     for _ in range(n_words):
-        probs = torch.softmax(logits[0, -1].double() / temperature, dim=-1)  # double: the same draw on any thread count
+        # double on the CPU: the same draw on any thread count and device
+        probs = torch.softmax(logits[0, -1].double().cpu() / temperature, dim=-1)
         next_id = torch.multinomial(probs, 1, generator=generator)  # [1]
         out.append(vocab.itos[int(next_id)])
-        logits, state = model(next_id[None], state)
+        logits, state = model(next_id[None].to(device), state)
     return out
 
 

@@ -154,6 +154,15 @@ def _init_ends(embed: nn.Embedding, head: nn.Linear) -> None:
     nn.init.zeros_(head.bias)
 
 
+def unigram_output_bias(model: nn.Module, train_ids: torch.Tensor) -> None:
+    """Set the output bias to the log add-one frequencies of ``train_ids``: the model starts at the unigram's
+    perplexity and learns context from its first step ("init well", Karpathy 2019), where a one-pass budget would
+    otherwise spend its first ~100 steps learning word frequencies."""
+    counts = torch.bincount(train_ids.cpu(), minlength=model.config.vocab_size).double() + 1.0
+    with torch.no_grad():
+        model.head.bias.copy_((counts / counts.sum()).log().to(model.head.bias.dtype))
+
+
 def build_model(config: LMConfig) -> nn.Module:
     if config.kind not in KINDS:
         raise ValueError(f"Unknown model kind {config.kind!r}; valid kinds: {', '.join(KINDS)}.")
