@@ -27,10 +27,13 @@ Method:
     local one by a veth pair shaped with tc tbf (both ways). The sites differ as the seed's did: cgroups pin
     the remote worker to one core and the scheduler, client and local worker to the other, and a CFS quota
     slows the workstation 3x on Collect and Patch (the seed: 2.1/0.7 and 3.2/1.1 s; its Filter and Plot ran
-    no faster remote). The link is a variable: at 0.4 Mbit/s (the seed's link: its own means put 20% of
-    Remote's time on the network, which with this pipeline's bytes is ~0.4 Mbit/s) and 20 Mbit/s, the link
-    is measured between the site workers, each mode runs once unrecorded, then 6 Remote/Hybrid rounds in
-    ABBA order, 3 of them with Local. Times are the scheduler's (Dask's task stream); the veth's counters
+    no faster remote). Workers keep glibc's default allocator: Dask's nanny would start them with
+    MALLOC_TRIM_THRESHOLD_=65536, which re-faults every large tensor a task frees (Patch 50% slower and
+    +-20% from run to run on a 1-core site: a cost of the engine's defaults, not of the placement). The
+    link is a variable: at 0.4 Mbit/s (the seed's link: its own means put 20% of Remote's time on the
+    network, which with this pipeline's bytes is ~0.4 Mbit/s) and 20 Mbit/s, the link is measured between
+    the site workers, each mode runs once unrecorded, then 6 Remote/Hybrid rounds in ABBA order, 3 of them
+    with Local. Times are the scheduler's (Dask's task stream); the veth's counters
     stand beside Dask's byte estimates. The cost model (compute per site + bytes / measured link), calibrated
     on these runs, predicts all 16 placements over rates x slowdowns (the map), and is checked on the 2
     placements it predicts fastest among those that ship the 36 MB activation cache, run at 200 Mbit/s.

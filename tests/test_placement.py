@@ -450,6 +450,9 @@ def test_killed_remote_worker_is_replaced_reloads_its_model_and_the_run_complete
         killer.join(timeout=60)
         remote = cluster.site_address("remote")
         again = cluster.client.run(cold_start, workers=[remote])[remote]
+        # Every worker, the replacement included, keeps glibc's default allocator (engine.WORKER_DASK_CONFIG).
+        trim = cluster.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+    assert list(trim.values()) == [None, None]
     assert run.retried and not clean.retried
     assert (run.effects.heads == clean.effects.heads).all()
     assert again["pid"] != first["pid"] and again["seconds"] > 0

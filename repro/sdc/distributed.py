@@ -19,11 +19,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from tqdm import tqdm
 
 from repro.cli import UserError, stop_on_signals
-from repro.placement.engine import process_env
+from repro.placement.engine import WORKER_DASK_CONFIG, process_env
 from repro.placement.teardown import signals_held
 from repro.sdc.runner import FaultRunner, RunSpec
 from repro.sdc.sweeps import ExperimentConfig, ResultsLog, pending, record
@@ -123,8 +124,9 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
 def local_cluster(workers: int, *, threads: int = 1) -> Iterator:
     """A client of ``workers`` local worker processes (each with a nanny that restarts it if it dies)."""
     with stop_on_signals():
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               memory_limit=0, silence_logs=logging.ERROR, env=process_env(threads))
+        with dask.config.set(WORKER_DASK_CONFIG):  # read by the nannies as they start
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   memory_limit=0, silence_logs=logging.ERROR, env=process_env(threads))
         try:
             client = Client(cluster, set_as_default=False)
             try:
