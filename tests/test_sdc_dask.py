@@ -66,6 +66,28 @@ def test_a_killed_worker_loses_no_fault_and_duplicates_none(tmp_path, monkeypatc
     assert trim == {None}
 
 
+def test_a_second_sweep_on_the_same_workers_keeps_their_loaded_model(tmp_path, monkeypatch):
+    from repro.sdc.distributed import local_cluster, run_sweep_dask
+    from repro.sdc.runner import FaultRunner
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH", "")) if p))
+    spec = toy_spec()
+    configs = TOY_SWEEP.configs(FaultRunner(spec).lm.adapter.n_layers)
+    with local_cluster(1) as client:
+        run_sweep_dask(client, spec, configs[:2], ResultsLog(tmp_path / "a", spec.log_settings()), batch_size=1,
+                       progress=False)
+        first = client.run(_runner_id)
+        run_sweep_dask(client, spec, configs[2:4], ResultsLog(tmp_path / "b", spec.log_settings()), batch_size=1,
+                       progress=False)
+        assert client.run(_runner_id) == first
+
+
+def _runner_id(dask_worker=None) -> int:
+    from repro.sdc.distributed import PLUGIN
+
+    return id(dask_worker.plugins[PLUGIN]._runner)
+
+
 def _all_gone(pids, wait_s=20.0) -> bool:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

@@ -8,7 +8,8 @@ checks. Timed with ``repro.timing.time_calls`` in interleaved rounds (plain, che
 bounds checks, ...), at 1 and 2 torch threads; the overhead is the median over rounds of each round's
 ratio, so a busy machine slows both sides of a ratio alike. Goals (the issue): checksum <= 30% of the
 attention at 128 tokens and <= 10% at 512; the bounds detector is reported beside it. Throughput: faults
-per second of a small stratified sweep with both detectors (clean baselines outside the timing).
+per second of a small stratified sweep with both detectors (clean baselines outside the timing), in this
+process and on a local Dask cluster of 1 and 2 worker processes (the 1 -> 2 scaling).
 """
 
 from __future__ import annotations
@@ -105,6 +106,33 @@ def _throughput_row(lm, profile: Profile) -> dict:
             "faults": len(configs), "seconds": round(seconds, 2), "faults_per_s": round(len(configs) / seconds, 2)}
 
 
+def _dask_scaling_rows(lm, profile: Profile) -> list[dict]:
+    """Faults per second of one sweep on a local Dask cluster of 1, then 2 worker processes (one torch thread
+    each); every worker has loaded its model before the clock starts, so the rows compare sweeping alone."""
+    from repro.sdc.distributed import PLUGIN, SweepPlugin, load_runner, local_cluster, run_sweep_dask
+
+    settings = profile.sdc
+    n_layers = lm.adapter.n_layers
+    sweep = template("stratified", n_windows=2, layers=(0, n_layers // 2),
+                     strata=tuple((s, 6) for s, _ in template("stratified").strata))
+    configs = sweep.configs(n_layers)
+    spec = RunSpec(MODEL, profile.name, profile.device, profile.dtype, settings.window_len, sweep.n_windows)
+    rows = []
+    for workers in (1, 2):
+        with local_cluster(workers) as client, tempfile.TemporaryDirectory() as scratch:
+            client.register_plugin(SweepPlugin(spec), name=PLUGIN)
+            client.run(load_runner)
+            start = time.perf_counter()
+            run_sweep_dask(client, spec, configs, ResultsLog(Path(scratch), spec.log_settings()),
+                           batch_size=settings.batch_size, progress=False)
+            seconds = time.perf_counter() - start
+        rows.append({"benchmark": "sweep on Dask (local cluster, models loaded)", "model": MODEL,
+                     "seq_len": settings.window_len, "workers": workers, "faults": len(configs),
+                     "seconds": round(seconds, 2), "faults_per_s": round(len(configs) / seconds, 2)})
+    rows[1]["speedup_vs_1_worker"] = round(rows[0]["seconds"] / rows[1]["seconds"], 2)
+    return rows
+
+
 def run_benchmark(profile: Profile) -> list[dict]:
     try:
         lm = load_model(MODEL, profile.device, profile.dtype)
@@ -112,4 +140,4 @@ def run_benchmark(profile: Profile) -> list[dict]:
         return [{"benchmark": "sdc", "model": MODEL, "skipped": str(err)}]
     rows = [_overhead_row(lm, n_pos, threads) for n_pos in (128, 512) for threads in (1, 2)]
     rows.append(_throughput_row(lm, replace(profile)))
-    return rows
+    return rows + _dask_scaling_rows(lm, profile)

@@ -14,7 +14,9 @@ client's back, and the lesson there was a lost copy that nothing could recompute
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import pickle
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -39,8 +41,9 @@ class SweepPlugin(WorkerPlugin):
 
     name = PLUGIN
 
-    def __init__(self, spec: RunSpec):
+    def __init__(self, spec: RunSpec, token: str | None = None):
         self.spec = spec
+        self.token = token or spec_digest(spec)  # made by the client, so a worker need not re-pickle the spec
         self._runner: FaultRunner | None = None
         self._lock = threading.Lock()
 
@@ -57,15 +60,31 @@ class SweepPlugin(WorkerPlugin):
             return self._runner
 
     def __getstate__(self):
-        return {"spec": self.spec}
+        return {"spec": self.spec, "token": self.token}
 
     def __setstate__(self, state):
-        self.__init__(state["spec"])
+        self.__init__(state["spec"], state["token"])
 
 
 def run_chunk(chunk: list[ExperimentConfig]) -> list[dict]:
     """The task: a chunk's results, on whichever worker runs it."""
     return get_worker().plugins[PLUGIN].runner().run(chunk)
+
+
+def spec_digest(spec: RunSpec) -> str:
+    """What a spec is, as bytes (its loader and windows have no ``==`` of their own)."""
+    return hashlib.sha256(pickle.dumps(spec)).hexdigest()
+
+
+def _plugin_spec(dask_worker=None) -> str | None:
+    """On a worker (``client.run``): the token of the spec its sweep plugin was registered for, if any."""
+    return getattr(dask_worker.plugins.get(PLUGIN), "token", None)
+
+
+def load_runner(dask_worker=None) -> str:
+    """On a worker (``client.run``): make the sweep plugin's runner now (a benchmark's warm-up), not on the
+    first task."""
+    return dask_worker.plugins[PLUGIN].runner().spec.model
 
 
 def _key(chunk: list[ExperimentConfig]) -> str:
@@ -74,8 +93,10 @@ def _key(chunk: list[ExperimentConfig]) -> str:
 
 def run_sweep_dask(client, spec: RunSpec, configs: list[ExperimentConfig], log: ResultsLog, *, batch_size: int,
                    progress: bool = True) -> list[dict]:
-    """Every chunk the log lacks as a Dask task; results go into the log as they arrive."""
-    client.register_plugin(SweepPlugin(spec), name=PLUGIN)
+    """Every chunk the log lacks as a Dask task; results go into the log as they arrive. Workers that already
+    hold this spec's runner keep it (registering again would make each load its model again)."""
+    if any(held != spec_digest(spec) for held in client.run(_plugin_spec).values()):
+        client.register_plugin(SweepPlugin(spec), name=PLUGIN)
     with suppress(Exception):  # a scheduler without the AMM extension has nothing to stop
         client.amm.stop()
     todo = pending(configs, log, batch_size)
