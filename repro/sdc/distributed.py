@@ -76,7 +76,7 @@ def spec_digest(spec: RunSpec) -> str:
     return hashlib.sha256(pickle.dumps(spec)).hexdigest()
 
 
-def _plugin_spec(dask_worker=None) -> str | None:
+def _plugin_token(dask_worker=None) -> str | None:
     """On a worker (``client.run``): the token of the spec its sweep plugin was registered for, if any."""
     return getattr(dask_worker.plugins.get(PLUGIN), "token", None)
 
@@ -95,7 +95,8 @@ def run_sweep_dask(client, spec: RunSpec, configs: list[ExperimentConfig], log: 
                    progress: bool = True) -> list[dict]:
     """Every chunk the log lacks as a Dask task; results go into the log as they arrive. Workers that already
     hold this spec's runner keep it (registering again would make each load its model again)."""
-    if any(held != spec_digest(spec) for held in client.run(_plugin_spec).values()):
+    held = client.run(_plugin_token).values()
+    if not held or any(token != spec_digest(spec) for token in held):
         client.register_plugin(SweepPlugin(spec), name=PLUGIN)
     with suppress(Exception):  # a scheduler without the AMM extension has nothing to stop
         client.amm.stop()
