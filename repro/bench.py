@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from repro.profiles import get_profile
 from repro.readers import InputError, check_type, read_json
 from repro.report import BENCH_FILE, key_value_table, markdown_table
 from repro.results import profile_dir, provenance, write_json_atomic, write_text_atomic
@@ -37,8 +38,6 @@ def selected(select: str | None) -> list[str]:
 
 
 def run_benchmarks(profile_name: str, names: list[str]) -> dict[str, list[dict]]:
-    from repro.profiles import get_profile
-
     profile = get_profile(profile_name)
     tables = {}
     for name in names:
@@ -82,8 +81,9 @@ def write_benchmarks(profile_name: str, select: str | None = None) -> Path:
     names = selected(select)
     folder = profile_dir(profile_name)
     sections = load_sections(folder / BENCH_DATA)  # read first: a corrupt file fails before minutes of work
-    for name, rows in run_benchmarks(profile_name, names).items():
-        prov = provenance()
-        sections[name] = {"machine": {k: prov[k] for k in MACHINE_KEYS}, "rows": rows}
+    tables = run_benchmarks(profile_name, names)
+    prov = provenance()
+    machine = {k: prov[k] for k in MACHINE_KEYS}
+    sections |= {name: {"machine": machine, "rows": rows} for name, rows in tables.items()}
     write_json_atomic(folder / BENCH_DATA, sections)
     return write_text_atomic(folder / BENCH_FILE, render(profile_name, sections))

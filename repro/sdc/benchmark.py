@@ -87,15 +87,20 @@ def _overhead_row(lm, n_pos: int, threads: int) -> dict:
             "rounds": ROUNDS}
 
 
+def _small_sweep(lm, profile: Profile, per_stratum: int) -> tuple[list, RunSpec]:
+    """A stratified sweep of ``per_stratum`` faults per stratum over 2 windows and 2 layers, and its spec."""
+    n_layers = lm.adapter.n_layers
+    sweep = template("stratified", n_windows=2, layers=(0, n_layers // 2),
+                     strata=tuple((s, per_stratum) for s, _ in template("stratified").strata))
+    spec = RunSpec(MODEL, profile.name, profile.device, profile.dtype, profile.sdc.window_len, sweep.n_windows)
+    return sweep.configs(n_layers), spec
+
+
 def _throughput_row(lm, profile: Profile) -> dict:
     settings = profile.sdc
-    adapter = lm.adapter
-    sweep = template("stratified", n_windows=2, layers=(0, adapter.n_layers // 2),
-                     strata=tuple((s, 4) for s, _ in template("stratified").strata))
-    configs = sweep.configs(adapter.n_layers)
-    spec = RunSpec(MODEL, profile.name, profile.device, profile.dtype, settings.window_len, sweep.n_windows)
+    configs, spec = _small_sweep(lm, profile, per_stratum=4)
     runner = FaultRunner(spec, lm=lm)
-    for window in range(sweep.n_windows):
+    for window in range(spec.n_windows):
         runner.baseline(window)
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
@@ -112,11 +117,7 @@ def _dask_scaling_rows(lm, profile: Profile) -> list[dict]:
     from repro.sdc.distributed import PLUGIN, SweepPlugin, load_runner, local_cluster, run_sweep_dask
 
     settings = profile.sdc
-    n_layers = lm.adapter.n_layers
-    sweep = template("stratified", n_windows=2, layers=(0, n_layers // 2),
-                     strata=tuple((s, 6) for s, _ in template("stratified").strata))
-    configs = sweep.configs(n_layers)
-    spec = RunSpec(MODEL, profile.name, profile.device, profile.dtype, settings.window_len, sweep.n_windows)
+    configs, spec = _small_sweep(lm, profile, per_stratum=6)
     rows = []
     for workers in (1, 2):
         with local_cluster(workers) as client, tempfile.TemporaryDirectory() as scratch:
